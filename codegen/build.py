@@ -1,0 +1,102 @@
+"""Build a generated project with the target's C compiler (no make or cmake needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .errors import BuildError
+from .targets import Target
+from .targets import load as load_target
+
+WARNINGS = ("-std=c99", "-Wall", "-Wextra")
+SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
+
+
+def project_name(project: Path) -> str:
+    headers = sorted((project / "include").glob("*.h"))
+    if len(headers) != 1:
+        raise BuildError(f"{project}: not a neurogen project (expected one header in include/)")
+    return headers[0].stem
+
+
+def _sources(project: Path, name: str) -> list[Path]:
+    srcs = [project / "src" / f"{name}.c", *sorted((project / "src" / "routines").glob("*.c"))]
+    weights = project / "src" / f"{name}_weights.c"
+    return srcs + ([weights] if weights.exists() else [])
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise BuildError(f"C compiler '{cmd[0]}' not found; install one or set CC") from None
+    if proc.returncode != 0:
+        log = (proc.stderr or proc.stdout).strip()
+        lines = log.splitlines()
+        if len(lines) > 40:
+            log = "\n".join(lines[:40] + [f"... ({len(lines) - 40} more lines)"])
+        raise BuildError(f"build failed: {shlex.join(cmd)}\n{log}")
+
+
+def _flags(target: Target, werror: bool, sanitize: bool, extra: tuple[str, ...]) -> list[str]:
+    flags = [*WARNINGS, *target.cflags, "-fPIC"]
+    if werror:
+        flags.append("-Werror")
+    if sanitize:
+        flags += SANITIZE
+    return flags + list(extra)
+
+
+def _digest(project: Path, cc: str, flags: list[str], extra_files: list[Path]) -> str:
+    h = hashlib.sha256(shlex.join([cc, *flags]).encode())
+    for path in sorted(p for p in (project / "src").rglob("*") if p.is_file()) + \
+            sorted((project / "include").glob("*")) + extra_files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(project: str | os.PathLike, *, kind: str = "shared", target: str | Target = "host",
+          main: str | os.PathLike | None = None, werror: bool = False, sanitize: bool = False,
+          extra_cflags: tuple[str, ...] = (), jobs: int | None = None) -> Path:
+    """Compile `project` into a shared library (`kind="shared"`) or a program (`kind="program"`,
+    from `main`, by default the project's example/main.c). Results are cached in project/build/."""
+    project = Path(project).resolve()
+    tgt = target if isinstance(target, Target) else load_target(target)
+    name = project_name(project)
+    cc = tgt.compiler
+    if shutil.which(cc) is None:
+        raise BuildError(f"C compiler '{cc}' not found; install one or set CC")
+    flags = _flags(tgt, werror, sanitize, extra_cflags)
+    main_path = Path(main).resolve() if main else project / "example" / "main.c"
+    extra_files = [main_path] if kind == "program" else []
+    out_dir = project / "build" / f"{kind}-{_digest(project, cc, flags, extra_files)}"
+    product = out_dir / (f"lib{name}.so" if kind == "shared" else f"{name}_run")
+    if product.exists():
+        return product
+    obj_dir = out_dir / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    sources = _sources(project, name)
+    objects = [obj_dir / (src.stem + ".o") for src in sources]
+    include = ["-I", str(project / "include"), f"-Wa,-I{project / 'src'}"]
+    commands = [[cc, *flags, *include, "-c", str(src), "-o", str(obj)] for src, obj in zip(sources, objects)]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        for future in [pool.submit(_run, cmd, project) for cmd in commands]:
+            future.result()
+    link_flags = [*tgt.ldflags, *(SANITIZE[:1] if sanitize else ())]
+    tmp = product.with_suffix(".tmp")
+    if kind == "shared":
+        _run([cc, "-shared", *flags, *link_flags, *map(str, objects), "-o", str(tmp), *tgt.libs], project)
+    elif kind == "program":
+        _run([cc, *flags, *include, *link_flags, str(main_path), *map(str, objects), "-o", str(tmp),
+              *tgt.libs], project)
+    else:
+        raise BuildError(f"unknown build kind '{kind}' (shared or program)")
+    os.replace(tmp, product)
+    return product

@@ -1,0 +1,670 @@
+"""ONNX -> IR. One op table (`OPS`); each converter is a small function of (context, node).
+
+Nodes whose inputs are all constants are evaluated while converting (with the
+reference semantics), so shape computations (Shape -> Gather -> Concat -> Reshape)
+fold away and only layers on real data reach the graph.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import ModelError, UnsupportedOpsError
+from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
+from ..reference import evaluate_layer
+from ..shapes import infer, output_dtype
+
+MIN_OPSET, MAX_OPSET = 9, 21
+
+Converter = Callable[["Context", onnx.NodeProto], None]
+
+
+@dataclass
+class Context:
+    """Conversion state: the graph being built and the ONNX name -> IR name aliases."""
+
+    graph: Graph
+    opset: int
+    source: str
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    # -- reading ----------------------------------------------------------------
+    def name(self, onnx_name: str) -> str:
+        return self.aliases.get(onnx_name, onnx_name)
+
+    def tensor(self, onnx_name: str) -> Tensor:
+        return self.graph.tensor(self.name(onnx_name))
+
+    def shape(self, onnx_name: str) -> tuple[int, ...]:
+        return self.tensor(onnx_name).shape
+
+    def constant(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
+        """Value of a constant input, None when the input is absent; an error when it varies."""
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        tensor = self.tensor(node.input[index])
+        if tensor.data is None:
+            raise self.error(node, f"{what} (input {index}, '{node.input[index]}') must be a constant "
+                             "initializer; neurogen compiles weights and shapes into the code")
+        return tensor.data
+
+    def error(self, node: onnx.NodeProto, message: str) -> ModelError:
+        return ModelError(f"{self.source}: node '{node_name(node)}' ({node.op_type}): {message}")
+
+    # -- writing ----------------------------------------------------------------
+    def add_constant(self, base: str, value: np.ndarray) -> str:
+        name = self.graph.unique_name(base)
+        value = np.ascontiguousarray(value)
+        self.graph.tensors[name] = Tensor(name, tuple(value.shape), DType.from_numpy(value.dtype), value)
+        return name
+
+    def add(self, node: onnx.NodeProto, kind: str, inputs: list[str], attrs: dict[str, Any] | None = None,
+            outputs: list[str] | None = None, suffix: str = "") -> str:
+        """Append a layer (or fold it when its inputs are constant); returns its first output name."""
+        g = self.graph
+        base = node_name(node) + suffix
+        layer_name = g.unique_name(base)
+        if outputs is None:
+            outputs = [g.unique_name(f"{base}:out")]
+        layer = Layer(layer_name, kind, [self.name(i) if i else "" for i in inputs], outputs, attrs or {})
+        shapes = infer(layer, g)
+        dtype = output_dtype(layer, g)
+        present = layer.present_inputs()
+        if present and all(g.is_constant(i) for i in present):
+            args = [g.tensor(i).data if i else None for i in layer.inputs]
+            values = evaluate_layer(layer, args, [dtype] * len(outputs))
+            for out, value in zip(outputs, values):
+                g.tensors[out] = Tensor(out, tuple(value.shape), dtype, value)
+            return outputs[0]
+        if dtype not in (DType.F32,):
+            raise self.error(node, f"computes {dtype.value} values at run time; only float32 is supported")
+        layout = g.tensor(present[0]).layout if len(shapes[0]) == len(g.shape(present[0])) else Layout.ANY
+        for out, shape in zip(outputs, shapes):
+            g.tensors[out] = Tensor(out, shape, dtype, layout=layout)
+        g.layers.append(layer)
+        return outputs[0]
+
+    def alias(self, onnx_name: str, existing: str) -> None:
+        self.aliases[onnx_name] = self.name(existing)
+
+
+def node_name(node: onnx.NodeProto) -> str:
+    return node.name or f"{node.op_type}_{node.output[0]}"
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _decode(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- helpers shared by converters ------------------------------------------------
+
+def _spatial_attrs(ctx: Context, node: onnx.NodeProto, x_shape: tuple[int, ...],
+                   kernel: tuple[int, int]) -> dict[str, Any]:
+    a = attributes(node)
+    strides = tuple(a.get("strides", (1, 1)))
+    dilations = tuple(a.get("dilations", (1, 1)))
+    if len(kernel) != 2 or len(strides) != 2 or len(x_shape) != 4:
+        raise ctx.error(node, f"only 2-D spatial operators are supported (input shape {x_shape})")
+    auto_pad = _decode(a.get("auto_pad", "NOTSET"))
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads_b, pads_e = [], []
+        for size, k, s, d in zip(x_shape[2:], kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
+            small, large = total // 2, total - total // 2
+            pads_b.append(small if auto_pad == "SAME_UPPER" else large)
+            pads_e.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = (pads_b[0], pads_b[1], pads_e[0], pads_e[1])
+    elif auto_pad == "VALID":
+        pads = (0, 0, 0, 0)
+    else:
+        pads = tuple(a.get("pads", (0, 0, 0, 0)))
+    return {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+def _axis(ctx: Context, node: onnx.NodeProto, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _axes_input_or_attr(ctx: Context, node: onnx.NodeProto, since: int) -> list[int] | None:
+    if ctx.opset >= since:
+        value = ctx.constant(node, 1, "axes")
+        return None if value is None else [int(v) for v in value.reshape(-1)]
+    axes = attributes(node).get("axes")
+    return None if axes is None else list(axes)
+
+
+# -- converters --------------------------------------------------------------------
+
+def conv(ctx: Context, node: onnx.NodeProto) -> None:
+    w = ctx.constant(node, 1, "weights")
+    x_shape = ctx.shape(node.input[0])
+    attrs = _spatial_attrs(ctx, node, x_shape, tuple(w.shape[2:]))
+    attrs["group"] = int(attributes(node).get("group", 1))
+    attrs["activation"] = NO_ACTIVATION
+    bias = ctx.constant(node, 2, "bias")
+    ins = [node.input[0], node.input[1], node.input[2] if bias is not None else ""]
+    ctx.add(node, "conv2d", ins, attrs, outputs=[node.output[0]])
+
+
+def gemm(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    b = ctx.constant(node, 1, "B (weights)")
+    c = ctx.constant(node, 2, "C (bias)")
+    x = node.input[0]
+    if a.get("transA", 0):
+        x = ctx.add(node, "transpose", [x], {"perm": (1, 0)}, suffix="/transA")
+    w = b if a.get("transB", 0) else b.T
+    w = (w.astype(np.float64) * alpha).astype(np.float32)
+    m = w.shape[0]
+    ins = [x, ctx.add_constant(f"{node_name(node)}/w", w), ""]
+    c_after = None
+    if c is not None:
+        c = (c.astype(np.float64) * beta).astype(np.float32)
+        if c.size == m and (c.ndim < 2 or c.shape[0] == 1):
+            ins[2] = ctx.add_constant(f"{node_name(node)}/b", c.reshape(m))
+        else:
+            c_after = c
+    out = node.output[0] if c_after is None else None
+    y = ctx.add(node, "dense", ins, {"activation": NO_ACTIVATION}, outputs=[out] if out else None)
+    if c_after is not None:
+        ctx.add(node, "binary", [y, ctx.add_constant(f"{node_name(node)}/c", c_after)],
+                {"op": "add", "activation": NO_ACTIVATION}, outputs=[node.output[0]], suffix="/c")
+
+
+def matmul(ctx: Context, node: onnx.NodeProto) -> None:
+    a_shape = ctx.shape(node.input[0])
+    b_tensor = ctx.tensor(node.input[1])
+    if b_tensor.is_constant and b_tensor.data.ndim == 2 and len(a_shape) >= 2:
+        w = ctx.add_constant(f"{node_name(node)}/w", np.ascontiguousarray(b_tensor.data.T))
+        x = node.input[0]
+        rows = math.prod(a_shape[:-1])
+        if len(a_shape) != 2:
+            x = ctx.add(node, "reshape", [x], {"shape": (rows, a_shape[-1])}, suffix="/flat")
+            y = ctx.add(node, "dense", [x, w, ""], {"activation": NO_ACTIVATION})
+            out_shape = (*a_shape[:-1], b_tensor.data.shape[1])
+            ctx.add(node, "reshape", [y], {"shape": out_shape}, outputs=[node.output[0]], suffix="/unflat")
+        else:
+            ctx.add(node, "dense", [x, w, ""], {"activation": NO_ACTIVATION}, outputs=[node.output[0]])
+        return
+    ctx.add(node, "matmul", [node.input[0], node.input[1]], outputs=[node.output[0]])
+
+
+def batch_norm(ctx: Context, node: onnx.NodeProto) -> None:
+    scale, bias, mean, var = (ctx.constant(node, i, n) for i, n in
+                              enumerate(("scale", "B", "mean", "var"), start=1))
+    eps = float(attributes(node).get("epsilon", 1e-5))
+    mul = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    add = bias.astype(np.float64) - mean.astype(np.float64) * mul
+    name = node_name(node)
+    ins = [node.input[0], ctx.add_constant(f"{name}/scale", mul.astype(np.float32)),
+           ctx.add_constant(f"{name}/shift", add.astype(np.float32))]
+    ctx.add(node, "scale_shift", ins, {"activation": NO_ACTIVATION}, outputs=[node.output[0]])
+
+
+def _activation(kind: str, alpha: Callable[[dict], float] = lambda a: 0.0,
+                beta: Callable[[dict], float] = lambda a: 0.0) -> Converter:
+    def convert(ctx: Context, node: onnx.NodeProto) -> None:
+        a = attributes(node)
+        act = Activation(kind, float(alpha(a)), float(beta(a)))
+        ctx.add(node, "activation", [node.input[0]], {"activation": act}, outputs=[node.output[0]])
+    return convert
+
+
+def clip(ctx: Context, node: onnx.NodeProto) -> None:
+    if ctx.opset >= 11:
+        lo, hi = ctx.constant(node, 1, "min"), ctx.constant(node, 2, "max")
+        lo = -np.inf if lo is None else float(lo)
+        hi = np.inf if hi is None else float(hi)
+    else:
+        a = attributes(node)
+        lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
+    act = Activation("relu") if lo == 0 and hi == np.inf else Activation("clip", lo, hi)
+    ctx.add(node, "activation", [node.input[0]], {"activation": act}, outputs=[node.output[0]])
+
+
+def _binary(op: str) -> Converter:
+    def convert(ctx: Context, node: onnx.NodeProto) -> None:
+        ctx.add(node, "binary", [node.input[0], node.input[1]],
+                {"op": op, "activation": NO_ACTIVATION}, outputs=[node.output[0]])
+    return convert
+
+
+def sum_(ctx: Context, node: onnx.NodeProto) -> None:
+    if len(node.input) == 1:
+        ctx.add(node, "copy", [node.input[0]], outputs=[node.output[0]])
+        return
+    acc = node.input[0]
+    for i, other in enumerate(node.input[1:], start=1):
+        last = i == len(node.input) - 1
+        acc = ctx.add(node, "binary", [acc, other], {"op": "add", "activation": NO_ACTIVATION},
+                      outputs=[node.output[0]] if last else None, suffix="" if last else f"/{i}")
+
+
+def concat(ctx: Context, node: onnx.NodeProto) -> None:
+    rank = len(ctx.shape(node.input[0]))
+    axis = _axis(ctx, node, int(attributes(node)["axis"]), rank)
+    inputs = [i for i in node.input if i and ctx.tensor(i).size > 0 or rank == 0]
+    ctx.add(node, "concat", inputs or list(node.input[:1]), {"axis": axis}, outputs=[node.output[0]])
+
+
+def _pool(mode: str) -> Converter:
+    def convert(ctx: Context, node: onnx.NodeProto) -> None:
+        if len(node.output) > 1 and node.output[1]:
+            raise ctx.error(node, "the Indices output of MaxPool is not supported")
+        a = attributes(node)
+        kernel = tuple(a["kernel_shape"])
+        attrs = _spatial_attrs(ctx, node, ctx.shape(node.input[0]), kernel)
+        if mode == "avg" and ctx.opset < 19:
+            attrs["dilations"] = (1, 1)
+        attrs.update(mode=mode, kernel=kernel, ceil_mode=bool(a.get("ceil_mode", 0)),
+                     count_include_pad=bool(a.get("count_include_pad", 0)))
+        ctx.add(node, "pool2d", [node.input[0]], attrs, outputs=[node.output[0]])
+    return convert
+
+
+def global_avgpool(ctx: Context, node: onnx.NodeProto) -> None:
+    ctx.add(node, "global_avgpool", [node.input[0]], outputs=[node.output[0]])
+
+
+def reduce_mean(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    rank = len(ctx.shape(node.input[0]))
+    axes = _axes_input_or_attr(ctx, node, since=18)
+    if axes is None or not axes:
+        if a.get("noop_with_empty_axes", 0):
+            ctx.alias(node.output[0], node.input[0])
+            return
+        axes = list(range(rank))
+    axes = sorted({_axis(ctx, node, ax, rank) for ax in axes})
+    ctx.add(node, "reduce", [node.input[0]], {"op": "mean", "axes": tuple(axes),
+                                                "keepdims": bool(a.get("keepdims", 1))},
+            outputs=[node.output[0]])
+
+
+def _reshape_to(ctx: Context, node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
+    if shape == ctx.shape(node.input[0]):
+        ctx.alias(node.output[0], node.input[0])
+        return
+    ctx.add(node, "reshape", [node.input[0]], {"shape": shape}, outputs=[node.output[0]])
+
+
+def reshape(ctx: Context, node: onnx.NodeProto) -> None:
+    target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
+    x_shape = ctx.shape(node.input[0])
+    allow_zero = attributes(node).get("allowzero", 0)
+    out = [x_shape[i] if d == 0 and not allow_zero else d for i, d in enumerate(target)]
+    if out.count(-1) > 1:
+        raise ctx.error(node, f"shape {target} has more than one -1")
+    if -1 in out:
+        known = math.prod(d for d in out if d != -1)
+        out[out.index(-1)] = math.prod(x_shape) // known if known else 0
+    if math.prod(out) != math.prod(x_shape):
+        raise ctx.error(node, f"cannot reshape {x_shape} to {target}")
+    _reshape_to(ctx, node, tuple(out))
+
+
+def flatten(ctx: Context, node: onnx.NodeProto) -> None:
+    x_shape = ctx.shape(node.input[0])
+    axis = int(attributes(node).get("axis", 1))
+    axis = axis + len(x_shape) if axis < 0 else axis
+    _reshape_to(ctx, node, (math.prod(x_shape[:axis]), math.prod(x_shape[axis:])))
+
+
+def squeeze(ctx: Context, node: onnx.NodeProto) -> None:
+    x_shape = ctx.shape(node.input[0])
+    axes = _axes_input_or_attr(ctx, node, since=13)
+    if axes is None:
+        axes = [i for i, d in enumerate(x_shape) if d == 1]
+    axes = {_axis(ctx, node, ax, len(x_shape)) for ax in axes}
+    if any(x_shape[ax] != 1 for ax in axes):
+        raise ctx.error(node, f"cannot squeeze axes {sorted(axes)} of shape {x_shape}")
+    _reshape_to(ctx, node, tuple(d for i, d in enumerate(x_shape) if i not in axes))
+
+
+def unsqueeze(ctx: Context, node: onnx.NodeProto) -> None:
+    x_shape = ctx.shape(node.input[0])
+    axes = _axes_input_or_attr(ctx, node, since=13)
+    if axes is None:
+        raise ctx.error(node, "axes are missing")
+    rank = len(x_shape) + len(axes)
+    axes = sorted(_axis(ctx, node, ax, rank) for ax in axes)
+    out = list(x_shape)
+    for ax in axes:
+        out.insert(ax, 1)
+    _reshape_to(ctx, node, tuple(out))
+
+
+def transpose(ctx: Context, node: onnx.NodeProto) -> None:
+    rank = len(ctx.shape(node.input[0]))
+    perm = tuple(attributes(node).get("perm", range(rank - 1, -1, -1)))
+    if perm == tuple(range(rank)):
+        ctx.alias(node.output[0], node.input[0])
+        return
+    ctx.add(node, "transpose", [node.input[0]], {"perm": perm}, outputs=[node.output[0]])
+
+
+def softmax(ctx: Context, node: onnx.NodeProto) -> None:
+    x_shape = ctx.shape(node.input[0])
+    rank = len(x_shape)
+    default = -1 if ctx.opset >= 13 else 1
+    axis = _axis(ctx, node, int(attributes(node).get("axis", default)), rank)
+    if ctx.opset >= 13 or axis == rank - 1:
+        ctx.add(node, "softmax", [node.input[0]], {"axis": axis}, outputs=[node.output[0]])
+        return
+    # Before opset 13 the input is seen as a matrix [prod(:axis), prod(axis:)].
+    flat = ctx.add(node, "reshape", [node.input[0]],
+                   {"shape": (math.prod(x_shape[:axis]), math.prod(x_shape[axis:]))}, suffix="/2d")
+    y = ctx.add(node, "softmax", [flat], {"axis": 1})
+    ctx.add(node, "reshape", [y], {"shape": x_shape}, outputs=[node.output[0]], suffix="/nd")
+
+
+def pad(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    rank = len(ctx.shape(node.input[0]))
+    mode = _decode(a.get("mode", "constant"))
+    if ctx.opset >= 11:
+        pads = [int(v) for v in ctx.constant(node, 1, "pads").reshape(-1)]
+        value = ctx.constant(node, 2, "constant_value")
+        value = 0.0 if value is None else float(value.reshape(-1)[0]) if value.size else 0.0
+        axes = ctx.constant(node, 3, "axes") if ctx.opset >= 18 else None
+        if axes is not None:
+            full = [0] * (2 * rank)
+            ax_list = [_axis(ctx, node, int(v), rank) for v in axes.reshape(-1)]
+            for i, ax in enumerate(ax_list):
+                full[ax], full[ax + rank] = pads[i], pads[i + len(ax_list)]
+            pads = full
+    else:
+        pads, value = list(a.get("pads", a.get("paddings", []))), float(a.get("value", 0.0))
+    if mode not in ("constant", "reflect", "edge"):
+        raise ctx.error(node, f"pad mode '{mode}' is not supported (constant, reflect, edge are)")
+    if any(p < 0 for p in pads):
+        raise ctx.error(node, f"negative pads {pads} are not supported")
+    if len(pads) != 2 * rank:
+        raise ctx.error(node, f"pads {pads} do not match rank {rank}")
+    if not any(pads):
+        ctx.alias(node.output[0], node.input[0])
+        return
+    ctx.add(node, "pad", [node.input[0]], {"pads": tuple(pads), "mode": mode, "value": value},
+            outputs=[node.output[0]])
+
+
+def lrn(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    attrs = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+             "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0))}
+    ctx.add(node, "lrn", [node.input[0]], attrs, outputs=[node.output[0]])
+
+
+def identity(ctx: Context, node: onnx.NodeProto) -> None:
+    ctx.alias(node.output[0], node.input[0])
+
+
+def dropout(ctx: Context, node: onnx.NodeProto) -> None:
+    if len(node.output) > 1 and node.output[1]:
+        ctx.graph.tensors[node.output[1]] = Tensor(
+            node.output[1], ctx.shape(node.input[0]), DType.BOOL,
+            np.ones(ctx.shape(node.input[0]), dtype=bool))
+    ctx.alias(node.output[0], node.input[0])
+
+
+def constant(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    if "value" in a:
+        value = numpy_helper.to_array(a["value"])
+    elif "value_float" in a:
+        value = np.array(a["value_float"], dtype=np.float32)
+    elif "value_floats" in a:
+        value = np.array(a["value_floats"], dtype=np.float32)
+    elif "value_int" in a:
+        value = np.array(a["value_int"], dtype=np.int64)
+    elif "value_ints" in a:
+        value = np.array(a["value_ints"], dtype=np.int64)
+    else:
+        raise ctx.error(node, f"constant kind {sorted(a)} is not supported")
+    ctx.graph.tensors[node.output[0]] = Tensor(node.output[0], tuple(value.shape),
+                                               _dtype(ctx.source, value.dtype, node.output[0]), value)
+
+
+def shape(ctx: Context, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    dims = np.array(ctx.shape(node.input[0]), dtype=np.int64)
+    start, end = int(a.get("start", 0)), a.get("end")
+    value = dims[start:] if end is None else dims[start:int(end)]
+    ctx.graph.tensors[node.output[0]] = Tensor(node.output[0], value.shape, DType.I64, value)
+
+
+def gather(ctx: Context, node: onnx.NodeProto) -> None:
+    rank = len(ctx.shape(node.input[0]))
+    axis = _axis(ctx, node, int(attributes(node).get("axis", 0)), rank)
+    ctx.add(node, "gather", [node.input[0], node.input[1]], {"axis": axis}, outputs=[node.output[0]])
+
+
+def cast(ctx: Context, node: onnx.NodeProto) -> None:
+    to = onnx.helper.tensor_dtype_to_np_dtype(int(attributes(node)["to"]))
+    dtype = _dtype(ctx.source, to, node.output[0])
+    if dtype == ctx.tensor(node.input[0]).dtype:
+        ctx.alias(node.output[0], node.input[0])
+        return
+    ctx.add(node, "cast", [node.input[0]], {"to": dtype}, outputs=[node.output[0]])
+
+
+OPS: dict[str, Converter] = {
+    "Conv": conv,
+    "Gemm": gemm,
+    "MatMul": matmul,
+    "BatchNormalization": batch_norm,
+    "Relu": _activation("relu"),
+    "Clip": clip,
+    "LeakyRelu": _activation("leaky_relu", alpha=lambda a: a.get("alpha", 0.01)),
+    "Sigmoid": _activation("sigmoid"),
+    "HardSigmoid": _activation("hard_sigmoid", alpha=lambda a: a.get("alpha", 0.2),
+                               beta=lambda a: a.get("beta", 0.5)),
+    "HardSwish": _activation("hard_swish"),
+    "Add": _binary("add"),
+    "Sub": _binary("sub"),
+    "Mul": _binary("mul"),
+    "Div": _binary("div"),
+    "Sum": sum_,
+    "Concat": concat,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": global_avgpool,
+    "ReduceMean": reduce_mean,
+    "Reshape": reshape,
+    "Flatten": flatten,
+    "Transpose": transpose,
+    "Squeeze": squeeze,
+    "Unsqueeze": unsqueeze,
+    "Softmax": softmax,
+    "Pad": pad,
+    "LRN": lrn,
+    "Dropout": dropout,
+    "Identity": identity,
+    "Constant": constant,
+    "Shape": shape,
+    "Gather": gather,
+    "Cast": cast,
+}
+
+SUPPORTED_OPS = tuple(sorted(OPS))
+
+
+# -- loading ---------------------------------------------------------------------------
+
+def _dtype(source: str, np_dtype: Any, what: str) -> DType:
+    try:
+        return DType.from_numpy(np.dtype(np_dtype))
+    except Exception:
+        raise ModelError(f"{source}: '{what}' has element type {np_dtype}, which is not supported") from None
+
+
+def read_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read an .onnx file and its external-data files, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several types for corrupt input
+        raise ModelError(f"{path}: not a valid ONNX file ({type(exc).__name__}: {exc}); "
+                         "is it truncated or another format?") from None
+    if not model.graph.node and not model.graph.output:
+        raise ModelError(f"{path}: the file holds no ONNX graph; is it truncated or another format?")
+    base = path.resolve().parent
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if not onnx.external_data_helper.uses_external_data(tensor):
+            continue
+        info = onnx.external_data_helper.ExternalDataInfo(tensor)
+        data_path = base / info.location
+        if not data_path.is_file():
+            raise ModelError(f"{path}: tensor '{tensor.name}' keeps its data in '{info.location}', "
+                             f"which is missing (looked for {data_path}); copy it next to the model")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(base))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read external data ({exc})") from None
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+def unsupported_ops(model: onnx.ModelProto) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if key not in OPS:
+            found.setdefault(key, []).append(node_name(node))
+    return found
+
+
+def _input_shape(source: str, value: onnx.ValueInfoProto,
+                 given: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    if value.name in given:
+        return tuple(given[value.name])
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        raise ModelError(f"{source}: input '{value.name}' has no shape; give one with "
+                         f"--input-shape {value.name}=D0,D1,...")
+    dims = []
+    for axis, dim in enumerate(tensor_type.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            dims.append(int(dim.dim_value))
+        else:
+            label = dim.dim_param or "?"
+            raise ModelError(f"{source}: input '{value.name}' has a dynamic dimension '{label}' "
+                             f"(axis {axis}); give its size with --input-shape "
+                             f"{value.name}=" + ",".join(str(d.dim_value) if d.dim_value > 0 else "N"
+                                                         for d in tensor_type.shape.dim))
+    return tuple(dims)
+
+
+def import_model(model: onnx.ModelProto | str | os.PathLike, *,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None,
+                 source: str | None = None) -> Graph:
+    """Convert an ONNX model (a path or a ModelProto) to an IR graph."""
+    if not isinstance(model, onnx.ModelProto):
+        source = source or str(model)
+        model = read_model(model)
+    source = source or (model.graph.name or "model")
+    given = dict(input_shapes or {})
+    opset = default_opset(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"{source}: opset {opset} is not supported (opsets {MIN_OPSET} to {MAX_OPSET} are); "
+                         "convert it with onnx.version_converter")
+    missing = unsupported_ops(model)
+    if missing:
+        raise UnsupportedOpsError(source, missing)
+
+    g = model.graph
+    graph = Graph(name=g.name or "model", tensors={}, layers=[], inputs=[], outputs=[])
+    for init in g.initializer:
+        value = numpy_helper.to_array(init)
+        graph.tensors[init.name] = Tensor(init.name, tuple(value.shape),
+                                          _dtype(source, value.dtype, init.name), value)
+    unknown = set(given) - {v.name for v in g.input}
+    if unknown:
+        raise ModelError(f"{source}: --input-shape names {sorted(unknown)}, but the model's inputs are "
+                         f"{[v.name for v in g.input if v.name not in graph.tensors]}")
+    for value in g.input:
+        if value.name in graph.tensors:
+            continue  # an initializer listed as an input (IR version < 4)
+        elem = value.type.tensor_type.elem_type
+        dtype = _dtype(source, onnx.helper.tensor_dtype_to_np_dtype(elem), value.name)
+        if dtype != DType.F32:
+            raise ModelError(f"{source}: input '{value.name}' is {dtype.value}; only float32 inputs are supported")
+        shape = _input_shape(source, value, given)
+        layout = Layout.NCHW if len(shape) == 4 else Layout.ANY
+        graph.tensors[value.name] = Tensor(value.name, shape, dtype, layout=layout)
+        graph.inputs.append(value.name)
+
+    ctx = Context(graph, opset, source)
+    for node in g.node:
+        try:
+            OPS[node.op_type](ctx, node)
+        except ModelError:
+            raise
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ctx.error(node, f"cannot convert ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:
+            if isinstance(exc, Exception) and exc.__class__.__module__.startswith("codegen"):
+                raise ctx.error(node, str(exc)) from None
+            raise
+    graph.outputs = [ctx.name(v.name) for v in g.output]
+    _name_outputs(graph, [v.name for v in g.output])
+    return graph.prune().validate()
+
+
+def _name_outputs(graph: Graph, onnx_names: list[str]) -> None:
+    """Give every graph output its ONNX name and its own producing layer.
+
+    An output that is a graph input, a constant, or the same tensor as another
+    output gets a copy layer, so that the generated code writes each output buffer.
+    """
+    producers = graph.producers()
+    claimed: set[str] = set()
+    for i, (current, wanted) in enumerate(zip(graph.outputs, onnx_names)):
+        tensor = graph.tensor(current)
+        if current in producers and current not in claimed and current == wanted:
+            claimed.add(current)
+            continue
+        target = wanted if wanted not in graph.tensors else graph.unique_name(wanted)
+        if tensor.is_constant:
+            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
+            graph.layers.append(Layer(graph.unique_name(f"output:{wanted}"), "copy", [current], [target]))
+        elif current in producers and current not in claimed and current not in graph.inputs:
+            # Rename the producer's output to the name the user knows it by.
+            layer = producers[current]
+            layer.outputs[layer.outputs.index(current)] = target
+            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
+            del graph.tensors[current]
+            for other in graph.layers:
+                other.inputs = [target if n == current else n for n in other.inputs]
+            graph.outputs = [target if n == current else n for n in graph.outputs]
+            producers[target] = layer
+        else:
+            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
+            graph.layers.append(Layer(graph.unique_name(f"output:{wanted}"), "copy", [current], [target]))
+        graph.outputs[i] = target
+        claimed.add(target)

@@ -1,0 +1,186 @@
+"""Graph -> Graph simplifications. Each pass is pure: it returns a new graph.
+
+`simplify` runs the default pipeline; each pass is also usable (and tested) alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..ir import Activation, Graph, Layer, Tensor
+from ..reference import evaluate_layer
+
+Pass = Callable[[Graph], Graph]
+
+# Layers that can apply an activation in their epilogue.
+FUSES_ACTIVATION = frozenset({"conv2d", "dense", "binary", "scale_shift"})
+
+
+def _rename_uses(graph: Graph, old: str, new: str) -> None:
+    for layer in graph.layers:
+        layer.inputs = [new if n == old else n for n in layer.inputs]
+
+
+def _sole_consumer(graph: Graph, name: str) -> Layer | None:
+    """The one layer reading `name`, when it is the only reader and not a graph output."""
+    if name in graph.outputs:
+        return None
+    readers = graph.consumers().get(name, [])
+    return readers[0] if len(readers) == 1 else None
+
+
+def _bypass(graph: Graph, layer: Layer, replacement: str) -> None:
+    """Remove `layer`, making its readers read `replacement` instead of its output."""
+    out = layer.outputs[0]
+    graph.layers.remove(layer)
+    if out in graph.outputs:
+        # Keep the output's name: the producer of `replacement` writes it directly.
+        producer = graph.producers()[replacement]
+        producer.outputs[producer.outputs.index(replacement)] = out
+        _rename_uses(graph, replacement, out)
+        graph.tensors[out].layout = graph.tensors[replacement].layout
+        del graph.tensors[replacement]
+    else:
+        _rename_uses(graph, out, replacement)
+        del graph.tensors[out]
+
+
+def fold_constants(graph: Graph) -> Graph:
+    """Evaluate every layer whose inputs are all constants."""
+    g = graph.copy()
+    kept = []
+    for layer in g.layers:
+        present = layer.present_inputs()
+        if present and all(g.is_constant(n) for n in present) and not set(layer.outputs) & set(g.outputs):
+            args = [g.tensor(n).data if n else None for n in layer.inputs]
+            dtypes = [g.tensor(o).dtype for o in layer.outputs]
+            for out, value in zip(layer.outputs, evaluate_layer(layer, args, dtypes)):
+                g.tensors[out] = Tensor(out, tuple(value.shape), dtypes[0], value)
+        else:
+            kept.append(layer)
+    g.layers = kept
+    return g.prune()
+
+
+def remove_identities(graph: Graph) -> Graph:
+    """Drop layers that compute nothing: copies, same-shape reshapes, identity activations."""
+    g = graph.copy()
+    for layer in list(g.layers):
+        x = layer.inputs[0] if layer.inputs else ""
+        noop = (
+            layer.kind == "copy"
+            or (layer.kind == "reshape" and g.shape(x) == g.shape(layer.outputs[0]))
+            or (layer.kind == "activation" and layer.activation.is_identity)
+            or (layer.kind == "transpose" and tuple(layer.attrs["perm"]) == tuple(range(len(g.shape(x)))))
+        )
+        if not noop:
+            continue
+        # An output must keep a producing layer of its own; inputs and constants cannot stand in.
+        if layer.outputs[0] in g.outputs and (x in g.inputs or g.is_constant(x) or x in g.outputs
+                                              or x not in g.producers()):
+            continue
+        _bypass(g, layer, x)
+    return g
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold a per-channel scale and shift (BatchNorm at inference) into the conv or dense before it."""
+    g = graph.copy()
+    producers = g.producers()
+    for bn in list(g.layers):
+        if bn.kind != "scale_shift" or not bn.activation.is_identity:
+            continue
+        x = bn.inputs[0]
+        prev = producers.get(x)
+        if prev is None or prev.kind not in ("conv2d", "dense") or not prev.activation.is_identity:
+            continue
+        if _sole_consumer(g, x) is not bn or not g.is_constant(prev.inputs[1]):
+            continue
+        if prev.kind == "dense" and len(g.shape(x)) != 2:
+            continue
+        scale = g.tensor(bn.inputs[1]).data.astype(np.float64)
+        shift = g.tensor(bn.inputs[2]).data.astype(np.float64)
+        w = g.tensor(prev.inputs[1]).data.astype(np.float64)
+        w_new = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        bias_name = prev.inputs[2] if len(prev.inputs) > 2 else ""
+        bias = g.tensor(bias_name).data.astype(np.float64) if bias_name else np.zeros(w.shape[0])
+        b_new = bias * scale + shift
+        w_name = g.unique_name(f"{prev.name}/w_bn")
+        b_name = g.unique_name(f"{prev.name}/b_bn")
+        g.tensors[w_name] = Tensor(w_name, w.shape, data=w_new.astype(np.float32))
+        g.tensors[b_name] = Tensor(b_name, b_new.shape, data=b_new.astype(np.float32))
+        prev.inputs = [prev.inputs[0], w_name, b_name]
+        _bypass(g, bn, x)
+        producers = g.producers()
+    return g.prune()
+
+
+def fuse_hard_swish(graph: Graph) -> Graph:
+    """x * HardSigmoid(x; 1/6, 1/2) -> HardSwish(x): the form older exporters write."""
+    g = graph.copy()
+    for hs in list(g.layers):
+        act = hs.activation
+        if hs.kind != "activation" or act.kind != "hard_sigmoid":
+            continue
+        if not (np.isclose(act.alpha, 1 / 6, rtol=1e-6) and np.isclose(act.beta, 0.5)):
+            continue
+        mul = _sole_consumer(g, hs.outputs[0])
+        x = hs.inputs[0]
+        if mul is None or mul.kind != "binary" or mul.attrs["op"] != "mul" or not mul.activation.is_identity:
+            continue
+        if sorted(mul.inputs) != sorted([x, hs.outputs[0]]):
+            continue
+        g.layers.remove(hs)
+        del g.tensors[hs.outputs[0]]
+        mul.kind, mul.inputs = "activation", [x]
+        mul.attrs = {"activation": Activation("hard_swish")}
+    return g
+
+
+def fuse_activations(graph: Graph) -> Graph:
+    """Move an activation into the epilogue of the layer that produces its input."""
+    g = graph.copy()
+    producers = g.producers()
+    for act_layer in list(g.layers):
+        if act_layer.kind != "activation":
+            continue
+        x = act_layer.inputs[0]
+        prev = producers.get(x)
+        if prev is None or prev.kind not in FUSES_ACTIVATION or not prev.activation.is_identity:
+            continue
+        if _sole_consumer(g, x) is not act_layer:
+            continue
+        prev.attrs["activation"] = act_layer.activation
+        _bypass(g, act_layer, x)
+        producers = g.producers()
+    return g
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """Rewrite equivalent forms to the one the routines know: spatial means -> global_avgpool."""
+    g = graph.copy()
+    for layer in g.layers:
+        if layer.kind == "reduce" and layer.attrs["op"] == "mean":
+            shape = g.shape(layer.inputs[0])
+            if len(shape) == 4 and tuple(layer.attrs["axes"]) == (2, 3) and layer.attrs["keepdims"]:
+                layer.kind, layer.attrs = "global_avgpool", {}
+    return g
+
+
+DEFAULT_PIPELINE: tuple[Pass, ...] = (
+    fold_constants,
+    remove_identities,
+    canonicalize,
+    fold_batchnorm,
+    fuse_hard_swish,
+    fuse_activations,
+    remove_identities,
+)
+
+
+def simplify(graph: Graph, pipeline: tuple[Pass, ...] = DEFAULT_PIPELINE) -> Graph:
+    for step in pipeline:
+        graph = step(graph)
+    return graph.validate()

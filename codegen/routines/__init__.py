@@ -1,0 +1,16 @@
+"""Routines: how each layer kind is computed. Importing this package fills the registry."""
+
+from . import conv, data, elementwise, gemm, normalization, pool  # noqa: F401  (declarations)
+from .registry import (
+    REGISTRY,
+    Argument,
+    Routine,
+    RoutineInstance,
+    by_name,
+    candidates,
+    reference_routine,
+    register,
+)
+
+__all__ = ["REGISTRY", "Argument", "Routine", "RoutineInstance", "by_name", "candidates",
+           "reference_routine", "register"]

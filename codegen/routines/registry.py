@@ -1,0 +1,168 @@
+"""The routine registry: every implementation of every layer kind, declared once.
+
+A `Routine` is data plus a template. Tests, the profiler, DPRS and the docs all
+iterate over `REGISTRY`; adding a routine is one `register(Routine(...))` call in
+the module of its layer family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import RoutineError
+from ..ir import DType, Format, Graph, Layer, Layout
+from ..paths import TEMPLATES
+
+Params = Mapping[str, Any]
+Predicate = Callable[[Layer, Graph], bool]
+ContextFn = Callable[[Layer, Graph, Params], dict[str, Any]]
+ScratchFn = Callable[[Layer, Graph, Params], int]
+PackFn = Callable[[Layer, Graph, Params], list[np.ndarray | None]]
+
+
+def _always(layer: Layer, graph: Graph) -> bool:
+    return True
+
+
+def _no_scratch(layer: Layer, graph: Graph, params: Params) -> int:
+    return 0
+
+
+def _no_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Routine:
+    """One implementation of a layer kind. Its name is built from its fields."""
+
+    kind: str
+    algorithm: str
+    template: str  # path under templates/
+    dtype: DType = DType.F32
+    layout: Layout = Layout.ANY  # layout of the activations it reads and writes
+    isa: str = "scalar"  # ISA features it needs (gated by the target)
+    device: str = "cpu"
+    params: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # tunable space
+    accepts: Predicate = _always  # which layers it can implement
+    context: ContextFn = _no_context  # template variables beyond the kind's own
+    scratch: ScratchFn = _no_scratch  # arena bytes it needs while it runs
+    pack: PackFn | None = None  # compile-time transform of its constant inputs
+    roles: tuple[str, ...] = ()  # C argument names of its inputs ('x0', 'x1'... when empty)
+
+    @property
+    def name(self) -> str:
+        parts = [self.dtype.value, self.kind.replace("_", "")]
+        if self.layout is not Layout.ANY:
+            parts.append(self.layout.value)
+        parts += [self.algorithm, self.isa]
+        if self.device != "cpu":
+            parts.append(self.device)
+        return "-".join(parts)
+
+    @property
+    def format(self) -> Format:
+        return Format(self.device, self.dtype, self.layout)
+
+    def parameter_space(self) -> Iterator[dict[str, Any]]:
+        keys = sorted(self.params)
+        for values in itertools.product(*(self.params[k] for k in keys)):
+            yield dict(zip(keys, values))
+
+    def template_source(self) -> str:
+        return (TEMPLATES / self.template).read_text()
+
+    def template_hash(self) -> str:
+        return hashlib.sha256(self.template_source().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Argument:
+    role: str  # the C parameter name
+    tensor: str  # the graph tensor bound to it
+    is_output: bool = False
+
+
+@dataclass
+class RoutineInstance:
+    """A routine with its parameters bound, applied to one layer of one graph."""
+
+    routine: Routine
+    layer: Layer
+    params: dict[str, Any]
+
+    def arguments(self, graph: Graph) -> list[Argument]:
+        roles = self.routine.roles
+        args = []
+        for i, name in enumerate(self.layer.inputs):
+            if name:
+                role = roles[i] if i < len(roles) else f"x{i}"
+                args.append(Argument(role, name))
+        outs = ("y",) if len(self.layer.outputs) == 1 else tuple(f"y{i}" for i in range(len(self.layer.outputs)))
+        args += [Argument(role, name, True) for role, name in zip(outs, self.layer.outputs)]
+        return args
+
+    def scratch_bytes(self, graph: Graph) -> int:
+        return int(self.routine.scratch(self.layer, graph, self.params))
+
+    def packed_constants(self, graph: Graph) -> dict[str, np.ndarray]:
+        """Constant inputs as the routine wants them in the weight blob, keyed by tensor name."""
+        values = {n: graph.tensor(n).data for n in self.layer.present_inputs() if graph.is_constant(n)}
+        if self.routine.pack is not None:
+            for name, packed in zip(self.layer.inputs, self.routine.pack(self.layer, graph, self.params)):
+                if name and packed is not None:
+                    values[name] = packed
+        return values
+
+    def template_context(self, graph: Graph) -> dict[str, Any]:
+        ctx: dict[str, Any] = dict(self.params)
+        ctx.update(self.routine.context(self.layer, graph, self.params))
+        ctx["layer"] = self.layer
+        ctx["activation"] = self.layer.activation
+        ctx["in_shapes"] = [graph.shape(n) for n in self.layer.present_inputs()]
+        ctx["out_shapes"] = [graph.shape(n) for n in self.layer.outputs]
+        return ctx
+
+
+REGISTRY: list[Routine] = []
+
+
+def register(routine: Routine) -> Routine:
+    if any(r.name == routine.name for r in REGISTRY):
+        raise ValueError(f"routine {routine.name} is declared twice")
+    REGISTRY.append(routine)
+    return routine
+
+
+def by_name(name: str) -> Routine:
+    for routine in REGISTRY:
+        if routine.name == name:
+            return routine
+    raise RoutineError(f"no routine named '{name}'; see `neurogen routines` for the list")
+
+
+def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"scalar"}),
+               devices: frozenset[str] = frozenset({"cpu"})) -> list[Routine]:
+    """Routines that can implement `layer` on a target with these ISA features and devices."""
+    return [r for r in REGISTRY
+            if r.kind == layer.kind and r.isa in isa and r.device in devices and r.accepts(layer, graph)]
+
+
+def reference_routine(layer: Layer, graph: Graph) -> Routine:
+    """The portable `*-ref-scalar` routine for a layer: the fallback on any C99 compiler."""
+    for routine in candidates(layer, graph):
+        if routine.algorithm == "ref":
+            return routine
+    kinds = sorted({r.kind for r in REGISTRY})
+    if layer.kind in ("gather", "cast", "shape_of"):
+        raise RoutineError(
+            f"layer '{layer.name}' ({layer.kind}) works on values only known at run time; neurogen "
+            "supports this operator only where it computes shapes from constants")
+    raise RoutineError(f"layer '{layer.name}' ({layer.kind}) has no routine that accepts it; "
+                       f"layer kinds with routines: {', '.join(kinds)}")

@@ -1,0 +1,99 @@
+"""Run a generated project from Python: build it as a shared library and call it with ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .build import build, project_name
+from .errors import NeurogenError
+
+ARENA_ALIGN = 64
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+
+
+class _Context(ctypes.Structure):
+    _fields_ = [("arena", ctypes.c_void_p), ("ready", ctypes.c_uint)]
+
+
+class CompiledModel:
+    """A built model: `model.run({"input": array})` returns {output name: array}.
+
+    One instance runs one inference at a time (it owns one arena); make one per thread.
+    """
+
+    def __init__(self, project: str | os.PathLike, library: str | os.PathLike):
+        self.project = Path(project)
+        self.name = project_name(self.project)
+        rec = json.loads((self.project / "tuning.json").read_text())
+        self.inputs = [TensorInfo(io["name"], tuple(io["shape"])) for io in rec["io"]["inputs"]]
+        self.outputs = [TensorInfo(io["name"], tuple(io["shape"])) for io in rec["io"]["outputs"]]
+        self._lib = ctypes.CDLL(str(library))
+        self._init = getattr(self._lib, f"{self.name}_init")
+        self._init.argtypes = [ctypes.POINTER(_Context), ctypes.c_void_p, ctypes.c_size_t]
+        self._init.restype = ctypes.c_int
+        self._run = getattr(self._lib, f"{self.name}_run")
+        self._run.argtypes = [ctypes.POINTER(_Context), ctypes.c_void_p, ctypes.c_void_p]
+        self._run.restype = ctypes.c_int
+        size = int(rec["arena_bytes"])
+        self._storage = np.zeros(size + ARENA_ALIGN, dtype=np.uint8)
+        skew = (-self._storage.ctypes.data) % ARENA_ALIGN
+        self._arena = self._storage[skew:skew + size]
+        self._ctx = _Context()
+        status = self._init(ctypes.byref(self._ctx), self._storage.ctypes.data + skew, size)
+        if status != 0:
+            raise NeurogenError(f"{self.name}_init failed with status {status}")
+
+    def _input_arrays(self, args: tuple, kwargs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            kwargs = {**args[0], **kwargs}
+            args = ()
+        if args and kwargs:
+            raise TypeError("give inputs either by position or by name, not both")
+        if kwargs:
+            unknown = set(kwargs) - {i.name for i in self.inputs}
+            if unknown:
+                raise NeurogenError(f"unknown input(s) {sorted(unknown)}; inputs: {[i.name for i in self.inputs]}")
+            missing = [i.name for i in self.inputs if i.name not in kwargs]
+            if missing:
+                raise NeurogenError(f"missing input(s) {missing}")
+            args = tuple(kwargs[i.name] for i in self.inputs)
+        if len(args) != len(self.inputs):
+            raise NeurogenError(f"expected {len(self.inputs)} input(s), got {len(args)}")
+        arrays = []
+        for info, value in zip(self.inputs, args):
+            array = np.ascontiguousarray(value, dtype=np.float32)
+            if array.size != int(np.prod(info.shape)):
+                raise NeurogenError(f"input '{info.name}' has shape {array.shape}; expected {info.shape}")
+            arrays.append(array.reshape(info.shape))
+        return arrays
+
+    def run(self, *args: np.ndarray | Mapping[str, np.ndarray], **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+        arrays = self._input_arrays(args, kwargs)
+        results = [np.empty(info.shape, dtype=np.float32) for info in self.outputs]
+        in_ptrs = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+        out_ptrs = (ctypes.c_void_p * len(results))(*(r.ctypes.data for r in results))
+        status = self._run(ctypes.byref(self._ctx), in_ptrs, out_ptrs)
+        if status != 0:
+            raise NeurogenError(f"{self.name}_run failed with status {status}")
+        return {info.name: r for info, r in zip(self.outputs, results)}
+
+    __call__ = run
+
+
+def load(project: str | os.PathLike, *, target: str = "host", werror: bool = False,
+         extra_cflags: Sequence[str] = ()) -> CompiledModel:
+    """Build (or reuse the cached build of) a generated project and load it."""
+    library = build(project, kind="shared", target=target, werror=werror, extra_cflags=tuple(extra_cflags))
+    return CompiledModel(project, library)
