@@ -142,7 +142,7 @@ def _pad(layer: Layer, xs: Arrays) -> Arrays:
     mode = layer.attrs["mode"]
     if mode == "constant":
         return [np.pad(x, widths, constant_values=layer.attrs["value"])]
-    return [np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge"}[mode])]
+    return [np.pad(x, widths, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])]
 
 
 def _lrn(layer: Layer, xs: Arrays) -> Arrays:

@@ -1,13 +1,16 @@
 """Reference CNNs built with ``onnx.helper``, for tests, benchmarks and examples.
 
-Weights are random but deterministic in ``seed``. They are initialised so that
-activations keep their spread through the whole depth: outputs depend on the
-input and the softmax is neither uniform nor one-hot, so numerical comparisons
-against onnxruntime actually exercise every layer.
-
 Every model has one float32 input ``"input"`` of shape ``[batch, 3, R, R]``
 (NCHW) and two outputs: ``"logits"`` ``[batch, 1000]`` and
 ``"probs" = Softmax(logits, axis=1)``.
+
+Weights are random but deterministic in ``seed``, and chosen so that outputs
+are not degenerate (they depend on the input; the softmax is neither uniform
+nor one-hot), which keeps comparisons against onnxruntime meaningful. Random
+BatchNormalization statistics alone would let the activation scale drift
+exponentially with depth, so the graph is evaluated on a small calibration
+batch while it is built (with ``onnx.reference``) and each BatchNormalization
+gets statistics near those of its actual input, as a trained network would.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
 
 __all__ = ["MODELS", "build", "example_input"]
 
@@ -33,51 +37,56 @@ MODELS: tuple[str, ...] = (
 NUM_CLASSES = 1000
 MIN_OPSET = 9
 
-# Weight gains: He-normal std = sqrt(gain / fan_in). A layer whose input went
-# through activation ``act`` uses gain 1 / E[act(z)^2], z ~ N(0, 1), which keeps
-# the second moment of pre-activations near 1 through depth.
-_GAIN_LINEAR = 1.0
+# Calibration image for BatchNormalization statistics: [1, 3, size, size], size
+# capped by the model resolution. MobileNetV3 needs the full 224 (on smaller
+# maps its 5x5 depthwise kernels mostly see padding, and the statistics do not
+# carry over); the others are insensitive and calibrate on cheaper sizes.
+_CALIBRATION_SIZE = {
+    "resnet50": 112,
+    "mobilenet_v2": 112,
+    "mobilenet_v3_large": 224,
+    "mobilenet_v3_small": 224,
+    "tiny_cnn": 32,
+}
+
+# Weights are He-normal: std = sqrt(gain / fan_in).
 _GAIN_RELU = 2.0
-# MobileNetV2 runs "hot" on purpose, so that Clip(0, 6) saturates on a few
-# percent of elements; the saturation itself keeps the scale from growing.
-_GAIN_RELU6 = 3.0
-_GAIN_RELU6_STEM = 9.0
-# Hard-swish is not homogeneous (~x/2 near 0, ~relu far from it), so no single
-# gain is a stable fixed point; these were tuned empirically per model.
-_GAIN_HSWISH = {"mobilenet_v3_large": 2.8, "mobilenet_v3_small": 3.8}
-# Squeeze-excite: gain of the conv feeding HardSigmoid (spreads the gate over
-# (0, 1) instead of leaving it at 0.5), and E[gate^2] that the projection after
-# it compensates for.
-_SE_GATE_GAIN = 8.0
-_SE_GATE_SQUARED = 0.3
-# MobileNetV3 head conv (input: globally pooled features).
-_HEAD_GAIN = 3.0
+_GAIN_LINEAR = 1.0
+# Gain of the squeeze-excite conv feeding HardSigmoid, so the gate spreads over
+# (0, 1) instead of sitting at 0.5.
+_SE_GATE_GAIN = 10.0
 # Final Gemm gains, tuned so that logits have a std of a few units.
 _LOGIT_GAIN = {
-    "vgg16": 1.0,
-    "resnet50": 4.0,
+    "vgg16": 1.5,
+    "resnet50": 20.0,
     "mobilenet_v2": 4.0,
-    "mobilenet_v3_large": 4.0,
-    "mobilenet_v3_small": 16.0,
-    "tiny_cnn": 24.0,
+    "mobilenet_v3_large": 16.0,
+    "mobilenet_v3_small": 12.0,
+    "tiny_cnn": 16.0,
 }
-# E[gamma^2 / var] for the random BatchNormalization parameters drawn below;
-# conv_bn divides it out of the conv weight gain.
-_BN_GAIN = 1.19
-# Gamma multiplier for the last BatchNormalization of a residual branch, so
-# that repeated additions do not blow up the activation scale.
+
+# BatchNormalization gamma multipliers. The last BN of a residual branch is
+# scaled down so that the additions do not blow up the residual stream; BNs
+# feeding Clip(0, 6) or hard-swish are scaled up so that inputs reach the kinks
+# at 6 (Clip) and at +-3 (hard-swish) often enough to be tested.
 _RESIDUAL_GAMMA = 0.2
+_CLIP_GAMMA = 3.0
+_HSWISH_GAMMA = 2.0
 
 
 class _Graph:
-    """Accumulates nodes and initializers and hands out unique names."""
+    """Accumulates nodes and initializers and hands out unique names.
 
-    def __init__(self, seed: int, opset: int) -> None:
+    With a calibration input, every node is also evaluated as it is added.
+    """
+
+    def __init__(self, seed: int, opset: int, calibration: np.ndarray | None) -> None:
         self.rng = np.random.default_rng(seed)
         self.opset = opset
         # Built in place: copying a ~550 MB VGG16 proto around would cost seconds.
         self.proto = onnx.ModelProto()
         self.graph = self.proto.graph
+        self.values = None if calibration is None else {"input": calibration}
         self._counts: dict[str, int] = {}
         self._consts: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
@@ -94,6 +103,8 @@ class _Graph:
         tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
         tensor.dims.extend(array.shape)
         tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        if self.values is not None:
+            self.values[name] = array
         return name
 
     def const(self, values: npt.ArrayLike, dtype: npt.DTypeLike = np.float32) -> str:
@@ -116,10 +127,22 @@ class _Graph:
         """Append a single-output node and return its output name."""
         name = name or self.fresh(op_type)
         output = output or f"{name}_out"
-        self.graph.node.append(
-            helper.make_node(op_type, list(inputs), [output], name=name, **attrs)
-        )
+        node = helper.make_node(op_type, list(inputs), [output], name=name, **attrs)
+        self.graph.node.append(node)
+        self._evaluate(node)
         return output
+
+    def _evaluate(self, node: onnx.NodeProto) -> None:
+        if self.values is None:
+            return
+
+        def infos(names: Sequence[str]) -> list[onnx.ValueInfoProto]:
+            return [helper.make_empty_tensor_value_info(n) for n in names]
+
+        step = helper.make_graph([node], "step", infos(node.input), infos(node.output))
+        feeds = {n: self.values[n] for n in node.input}
+        outputs = ReferenceEvaluator(step, opsets={"": self.opset}).run(None, feeds)
+        self.values.update(zip(node.output, outputs, strict=True))
 
     # -- random parameters -----------------------------------------------------
 
@@ -165,12 +188,21 @@ class _Graph:
         )
 
     def batch_norm(self, x: str, c: int, *, gamma_scale: float = 1.0) -> str:
+        """BatchNormalization; mean/var are random around the calibrated input statistics."""
         name = self.fresh("BatchNormalization")
+        if self.values is None:
+            mean, var = np.zeros(c), np.ones(c)
+        else:
+            sample = self.values[x].astype(np.float64)
+            mean, var = sample.mean(axis=(0, 2, 3)), sample.var(axis=(0, 2, 3))
+            # Shrink towards the layer average: a channel that barely varies on the
+            # small calibration batch must not be amplified without bound.
+            var = 0.5 * var + 0.5 * var.mean() + 1e-12
         params = {
             "scale": self.uniform((c,), 0.5, 1.5) * np.float32(gamma_scale),
             "bias": self.normal((c,), 0.1),
-            "mean": self.normal((c,), 0.1),
-            "var": self.uniform((c,), 0.5, 1.5),
+            "mean": (mean + self.normal((c,), 0.1) * np.sqrt(var)).astype(np.float32),
+            "var": (var * self.uniform((c,), 0.5, 1.5)).astype(np.float32),
         }
         inputs = [x] + [self.initializer(f"{name}.{k}", v) for k, v in params.items()]
         return self.op("BatchNormalization", inputs, name=name, epsilon=1e-5)
@@ -184,10 +216,9 @@ class _Graph:
         *,
         stride: int = 1,
         group: int = 1,
-        gain: float = _GAIN_RELU,
         gamma_scale: float = 1.0,
     ) -> str:
-        y = self.conv(x, cin, cout, k, stride=stride, group=group, gain=gain / _BN_GAIN)
+        y = self.conv(x, cin, cout, k, stride=stride, group=group)
         return self.batch_norm(y, cout, gamma_scale=gamma_scale)
 
     def gemm(
@@ -314,7 +345,7 @@ def _bottleneck(g: _Graph, x: str, cin: int, width: int, stride: int) -> tuple[s
 
 
 def _resnet50(g: _Graph) -> None:
-    x = g.relu(g.conv_bn("input", 3, 64, 7, stride=2, gain=_GAIN_LINEAR))
+    x = g.relu(g.conv_bn("input", 3, 64, 7, stride=2))
     x = g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     c = 64
     for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)):
@@ -344,22 +375,23 @@ def _inverted_residual_v2(g: _Graph, x: str, cin: int, cout: int, t: int, stride
     hidden = cin * t
     y = x
     if t != 1:
-        y = g.relu6(g.conv_bn(y, cin, hidden, 1, gain=_GAIN_LINEAR))
-    y = g.relu6(g.conv_bn(y, hidden, hidden, 3, stride=stride, group=hidden, gain=_GAIN_RELU6))
+        y = g.relu6(g.conv_bn(y, cin, hidden, 1, gamma_scale=_CLIP_GAMMA))
+    y = g.relu6(
+        g.conv_bn(y, hidden, hidden, 3, stride=stride, group=hidden, gamma_scale=_CLIP_GAMMA)
+    )
     # Linear bottleneck: no activation after the projection.
-    gamma_scale = _RESIDUAL_GAMMA if residual else 1.0
-    y = g.conv_bn(y, hidden, cout, 1, gain=_GAIN_RELU6, gamma_scale=gamma_scale)
+    y = g.conv_bn(y, hidden, cout, 1, gamma_scale=_RESIDUAL_GAMMA if residual else 1.0)
     return g.op("Add", [x, y]) if residual else y
 
 
 def _mobilenet_v2(g: _Graph) -> None:
-    x = g.relu6(g.conv_bn("input", 3, 32, 3, stride=2, gain=_GAIN_RELU6_STEM))
+    x = g.relu6(g.conv_bn("input", 3, 32, 3, stride=2, gamma_scale=_CLIP_GAMMA))
     c = 32
     for t, cout, n, s in _MOBILENET_V2_CFG:
         for i in range(n):
             x = _inverted_residual_v2(g, x, c, cout, t, s if i == 0 else 1)
             c = cout
-    x = g.relu6(g.conv_bn(x, c, 1280, 1, gain=_GAIN_LINEAR))
+    x = g.relu6(g.conv_bn(x, c, 1280, 1, gamma_scale=_CLIP_GAMMA))
     x = g.dropout(g.torch_flatten(g.global_avg_pool(x)))
     g.classifier_outputs(x, 1280, logit_gain=_LOGIT_GAIN["mobilenet_v2"])
 
@@ -408,40 +440,40 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * v else rounded
 
 
-def _squeeze_excite(g: _Graph, x: str, c: int, gain: float) -> str:
+def _squeeze_excite(g: _Graph, x: str, c: int) -> str:
     squeezed = _make_divisible(c / 4)
     s = g.reduce_mean(x, [2, 3])
-    s = g.relu(g.conv(s, c, squeezed, 1, bias=True, gain=gain))
+    s = g.relu(g.conv(s, c, squeezed, 1, bias=True))
     s = g.hard_sigmoid(g.conv(s, squeezed, c, 1, bias=True, gain=_SE_GATE_GAIN))
     return g.op("Mul", [x, s])
 
 
-def _inverted_residual_v3(g: _Graph, x: str, cin: int, block: _V3Block, hs_gain: float) -> str:
+def _inverted_residual_v3(g: _Graph, x: str, cin: int, block: _V3Block) -> str:
     k, hidden, cout, use_se, use_hs, stride = block
     act: Callable[[str], str] = g.hard_swish if use_hs else g.relu
-    gain = hs_gain if use_hs else _GAIN_RELU
+    gamma = _HSWISH_GAMMA if use_hs else 1.0
     residual = stride == 1 and cin == cout
     y = x
     if hidden != cin:
-        y = act(g.conv_bn(y, cin, hidden, 1, gain=_GAIN_LINEAR))
-    y = act(g.conv_bn(y, hidden, hidden, k, stride=stride, group=hidden, gain=gain))
+        y = act(g.conv_bn(y, cin, hidden, 1, gamma_scale=gamma))
+    y = act(g.conv_bn(y, hidden, hidden, k, stride=stride, group=hidden, gamma_scale=gamma))
     if use_se:
-        y = _squeeze_excite(g, y, hidden, gain)
-        gain /= _SE_GATE_SQUARED
-    y = g.conv_bn(y, hidden, cout, 1, gain=gain, gamma_scale=_RESIDUAL_GAMMA if residual else 1.0)
+        y = _squeeze_excite(g, y, hidden)
+    y = g.conv_bn(y, hidden, cout, 1, gamma_scale=_RESIDUAL_GAMMA if residual else 1.0)
     return g.op("Add", [x, y]) if residual else y
 
 
 def _mobilenet_v3(g: _Graph, name: str, cfg: Sequence[_V3Block], last: int, head: int) -> None:
     # The stem uses the decomposed x * HardSigmoid(x) form, to exercise fusion passes.
-    x = g.hard_swish_decomposed(g.conv_bn("input", 3, 16, 3, stride=2, gain=_GAIN_LINEAR))
+    x = g.conv_bn("input", 3, 16, 3, stride=2, gamma_scale=_HSWISH_GAMMA)
+    x = g.hard_swish_decomposed(x)
     c = 16
     for block in cfg:
-        x = _inverted_residual_v3(g, x, c, block, _GAIN_HSWISH[name])
+        x = _inverted_residual_v3(g, x, c, block)
         c = block[2]
-    x = g.hard_swish(g.conv_bn(x, c, last, 1, gain=_GAIN_LINEAR))
+    x = g.hard_swish(g.conv_bn(x, c, last, 1, gamma_scale=_HSWISH_GAMMA))
     x = g.global_avg_pool(x)
-    x = g.hard_swish(g.conv(x, last, head, 1, bias=True, gain=_HEAD_GAIN))
+    x = g.hard_swish(g.conv(x, last, head, 1, bias=True))
     x = g.dropout(g.flatten(x))
     g.classifier_outputs(x, head, logit_gain=_LOGIT_GAIN[name])
 
@@ -453,7 +485,7 @@ def _tiny_cnn(g: _Graph) -> None:
     # Per-channel input normalisation, written with Sub/Div by constants.
     x = g.op("Sub", ["input", g.const(np.full((1, 3, 1, 1), 0.1))])
     x = g.op("Div", [x, g.const(np.full((1, 3, 1, 1), 1.2))])
-    x = g.relu(g.conv_bn(x, 3, 16, 3, stride=2, gain=_GAIN_LINEAR))
+    x = g.relu(g.conv_bn(x, 3, 16, 3, stride=2))
     x = g.op("LeakyRelu", [g.conv(x, 16, 16, 3, group=16, bias=True)], alpha=0.1)
     # Two branches joined by Concat.
     a = g.relu(g.conv(x, 16, 16, 1, bias=True))
@@ -466,7 +498,7 @@ def _tiny_cnn(g: _Graph) -> None:
         "AveragePool",
         [x],
         kernel_shape=[3, 3],
-        strides=[1, 1],
+        strides=[2, 2],
         pads=[1, 1, 1, 1],
         count_include_pad=0,
     )
@@ -494,7 +526,12 @@ def build(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
 
-    g = _Graph(seed, opset)
+    calibration = None
+    if name in _CALIBRATION_SIZE:  # VGG16 has no BatchNormalization to calibrate
+        size = min(resolution, _CALIBRATION_SIZE[name])
+        shape = (1, 3, size, size)
+        calibration = np.random.default_rng([seed, 1]).standard_normal(shape, dtype=np.float32)
+    g = _Graph(seed, opset, calibration)
     if name == "vgg16":
         _vgg16(g, resolution)
     elif name == "resnet50":

@@ -23,7 +23,7 @@ from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
 from ..reference import evaluate_layer
 from ..shapes import infer, output_dtype
 
-MIN_OPSET, MAX_OPSET = 9, 21
+MIN_OPSET, MAX_OPSET = 9, 25  # 22 to 25 only widened the element types of these ops
 
 Converter = Callable[["Context", onnx.NodeProto], None]
 
@@ -112,27 +112,56 @@ def _decode(value: Any) -> Any:
 # -- helpers shared by converters ------------------------------------------------
 
 def _spatial_attrs(ctx: Context, node: onnx.NodeProto, x_shape: tuple[int, ...],
-                   kernel: tuple[int, int]) -> dict[str, Any]:
+                   kernel: tuple[int, ...]) -> dict[str, Any]:
+    """strides, pads (begins then ends) and dilations over the spatial axes, auto_pad resolved."""
     a = attributes(node)
-    strides = tuple(a.get("strides", (1, 1)))
-    dilations = tuple(a.get("dilations", (1, 1)))
-    if len(kernel) != 2 or len(strides) != 2 or len(x_shape) != 4:
-        raise ctx.error(node, f"only 2-D spatial operators are supported (input shape {x_shape})")
+    rank = len(kernel)
+    if rank not in (1, 2) or len(x_shape) != rank + 2:
+        raise ctx.error(node, f"only 1-D and 2-D spatial operators are supported (input shape {x_shape})")
+    strides = tuple(a.get("strides", (1,) * rank))
+    dilations = tuple(a.get("dilations", (1,) * rank))
     auto_pad = _decode(a.get("auto_pad", "NOTSET"))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads_b, pads_e = [], []
+        begins, ends = [], []
         for size, k, s, d in zip(x_shape[2:], kernel, strides, dilations):
             out = -(-size // s)
             total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
             small, large = total // 2, total - total // 2
-            pads_b.append(small if auto_pad == "SAME_UPPER" else large)
-            pads_e.append(large if auto_pad == "SAME_UPPER" else small)
-        pads = (pads_b[0], pads_b[1], pads_e[0], pads_e[1])
+            begins.append(small if auto_pad == "SAME_UPPER" else large)
+            ends.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = (*begins, *ends)
     elif auto_pad == "VALID":
-        pads = (0, 0, 0, 0)
+        pads = (0,) * (2 * rank)
     else:
-        pads = tuple(a.get("pads", (0, 0, 0, 0)))
+        pads = tuple(a.get("pads", (0,) * (2 * rank)))
     return {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+def _as_2d(attrs: dict[str, Any]) -> dict[str, Any]:
+    """1-D spatial attributes as 2-D ones over a height of 1."""
+    if len(attrs["strides"]) == 2:
+        return attrs
+    out = dict(attrs)
+    out["strides"] = (1, attrs["strides"][0])
+    out["dilations"] = (1, attrs["dilations"][0])
+    out["pads"] = (0, attrs["pads"][0], 0, attrs["pads"][1])
+    if "kernel" in attrs:
+        out["kernel"] = (1, attrs["kernel"][0])
+    return out
+
+
+def _spatial_layer(ctx: Context, node: onnx.NodeProto, kind: str, inputs: list[str],
+                   attrs: dict[str, Any]) -> None:
+    """Add a 2-D spatial layer; a 1-D one runs as 2-D with a height of 1, between two reshapes."""
+    x_shape = ctx.shape(inputs[0])
+    if len(x_shape) == 4:
+        ctx.add(node, kind, inputs, attrs, outputs=[node.output[0]])
+        return
+    x = ctx.add(node, "reshape", [inputs[0]], {"shape": (x_shape[0], x_shape[1], 1, x_shape[2])}, suffix="/2d")
+    y = ctx.add(node, kind, [x, *inputs[1:]], _as_2d(attrs))
+    y_shape = ctx.graph.shape(y)
+    ctx.add(node, "reshape", [y], {"shape": (y_shape[0], y_shape[1], y_shape[3])},
+            outputs=[node.output[0]], suffix="/1d")
 
 
 def _axis(ctx: Context, node: onnx.NodeProto, axis: int, rank: int) -> int:
@@ -153,13 +182,15 @@ def _axes_input_or_attr(ctx: Context, node: onnx.NodeProto, since: int) -> list[
 
 def conv(ctx: Context, node: onnx.NodeProto) -> None:
     w = ctx.constant(node, 1, "weights")
-    x_shape = ctx.shape(node.input[0])
-    attrs = _spatial_attrs(ctx, node, x_shape, tuple(w.shape[2:]))
+    attrs = _spatial_attrs(ctx, node, ctx.shape(node.input[0]), tuple(w.shape[2:]))
     attrs["group"] = int(attributes(node).get("group", 1))
     attrs["activation"] = NO_ACTIVATION
+    w_name = node.input[1]
+    if w.ndim == 3:
+        w_name = ctx.add_constant(f"{node_name(node)}/w2d", w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]))
     bias = ctx.constant(node, 2, "bias")
-    ins = [node.input[0], node.input[1], node.input[2] if bias is not None else ""]
-    ctx.add(node, "conv2d", ins, attrs, outputs=[node.output[0]])
+    _spatial_layer(ctx, node, "conv2d", [node.input[0], w_name, node.input[2] if bias is not None else ""],
+                   attrs)
 
 
 def gemm(ctx: Context, node: onnx.NodeProto) -> None:
@@ -207,6 +238,9 @@ def matmul(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 def batch_norm(ctx: Context, node: onnx.NodeProto) -> None:
+    if any(node.output[1:]) or attributes(node).get("training_mode", 0):
+        raise ctx.error(node, "training-mode BatchNormalization (with running statistics outputs) is not "
+                              "supported; export the model in inference mode")
     scale, bias, mean, var = (ctx.constant(node, i, n) for i, n in
                               enumerate(("scale", "B", "mean", "var"), start=1))
     eps = float(attributes(node).get("epsilon", 1e-5))
@@ -272,10 +306,10 @@ def _pool(mode: str) -> Converter:
         kernel = tuple(a["kernel_shape"])
         attrs = _spatial_attrs(ctx, node, ctx.shape(node.input[0]), kernel)
         if mode == "avg" and ctx.opset < 19:
-            attrs["dilations"] = (1, 1)
+            attrs["dilations"] = (1,) * len(kernel)
         attrs.update(mode=mode, kernel=kernel, ceil_mode=bool(a.get("ceil_mode", 0)),
                      count_include_pad=bool(a.get("count_include_pad", 0)))
-        ctx.add(node, "pool2d", [node.input[0]], attrs, outputs=[node.output[0]])
+        _spatial_layer(ctx, node, "pool2d", [node.input[0]], attrs)
     return convert
 
 
@@ -392,8 +426,8 @@ def pad(ctx: Context, node: onnx.NodeProto) -> None:
             pads = full
     else:
         pads, value = list(a.get("pads", a.get("paddings", []))), float(a.get("value", 0.0))
-    if mode not in ("constant", "reflect", "edge"):
-        raise ctx.error(node, f"pad mode '{mode}' is not supported (constant, reflect, edge are)")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.error(node, f"pad mode '{mode}' is not supported (constant, reflect, edge, wrap are)")
     if any(p < 0 for p in pads):
         raise ctx.error(node, f"negative pads {pads} are not supported")
     if len(pads) != 2 * rank:
@@ -417,6 +451,9 @@ def identity(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 def dropout(ctx: Context, node: onnx.NodeProto) -> None:
+    training = ctx.constant(node, 2, "training_mode") if ctx.opset >= 12 else None
+    if training is not None and bool(training.reshape(-1)[0]):
+        raise ctx.error(node, "training-mode Dropout is random; export the model in inference mode")
     if len(node.output) > 1 and node.output[1]:
         ctx.graph.tensors[node.output[1]] = Tensor(
             node.output[1], ctx.shape(node.input[0]), DType.BOOL,
@@ -632,6 +669,11 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
                 raise ctx.error(node, str(exc)) from None
             raise
     graph.outputs = [ctx.name(v.name) for v in g.output]
+    for value, name in zip(g.output, graph.outputs):
+        dtype = graph.tensor(name).dtype
+        if dtype != DType.F32:
+            raise ModelError(f"{source}: output '{value.name}' is {dtype.numpy.name}; the generated code computes "
+                             "float32 outputs only")
     _name_outputs(graph, [v.name for v in g.output])
     return graph.prune().validate()
 

@@ -150,8 +150,10 @@ def by_name(name: str) -> Routine:
 def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"scalar"}),
                devices: frozenset[str] = frozenset({"cpu"})) -> list[Routine]:
     """Routines that can implement `layer` on a target with these ISA features and devices."""
+    dtypes = {graph.tensor(n).dtype for n in [*layer.present_inputs(), *layer.outputs] if not graph.is_constant(n)}
     return [r for r in REGISTRY
-            if r.kind == layer.kind and r.isa in isa and r.device in devices and r.accepts(layer, graph)]
+            if r.kind == layer.kind and r.isa in isa and r.device in devices and dtypes <= {r.dtype}
+            and r.accepts(layer, graph)]
 
 
 def reference_routine(layer: Layer, graph: Graph) -> Routine:
