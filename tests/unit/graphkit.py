@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen import shapes
+from codegen import reference, shapes
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
 
 RNG_SEED = 1234
@@ -87,8 +87,6 @@ def random_inputs(graph: Graph, seed: int = 0, scale: float = 1.0) -> dict[str, 
 
 def assert_same_outputs(before: Graph, after: Graph, inputs: dict[str, np.ndarray], tol: float = 1e-5) -> None:
     """Both graphs compute the same outputs (same names) on `inputs`, to `tol` relative to the largest value."""
-    from codegen import reference
-
     assert after.outputs == before.outputs
     want = reference.run(before, inputs)
     got = reference.run(after, inputs)
@@ -100,3 +98,36 @@ def assert_same_outputs(before: Graph, after: Graph, inputs: dict[str, np.ndarra
 
 def kinds(graph: Graph) -> list[str]:
     return [layer.kind for layer in graph.layers]
+
+
+def identity_layer(b: GraphBuilder, kind: str, x: str, out: str | None = None) -> str:
+    rank = len(b.graph.shape(x))
+    if kind == "copy":
+        return b.layer("copy", [x], out=out)
+    if kind == "reshape":
+        return b.layer("reshape", [x], out=out, shape=b.graph.shape(x))
+    if kind == "activation":
+        return b.layer("activation", [x], out=out, activation=Activation())
+    if kind == "transpose":
+        return b.layer("transpose", [x], out=out, perm=tuple(range(rank)))
+    raise AssertionError(kind)
+
+
+def small_net() -> Graph:
+    b = GraphBuilder("small_net")
+    x = b.input("x", (1, 3, 9, 9))
+    y = b.scale_shift(b.conv(x, 8, strides=(2, 2), name="stem"), name="stem_bn")
+    y = b.act(y, "relu")
+    y = b.scale_shift(b.conv(y, 8, group=8, name="dw"), name="dw_bn")
+    y = b.act(y, "clip", 0.0, 6.0)
+    y = identity_layer(b, "copy", y)
+    y = b.scale_shift(b.conv(y, 6, k=1, pads=(0, 0, 0, 0), bias=False, name="pw"), name="pw_bn")
+    hs = b.act(y, "hard_sigmoid", 1 / 6, 0.5)
+    y = b.binary("mul", y, hs)
+    y = b.layer("reduce", [y], op="mean", axes=(2, 3), keepdims=True)
+    y = b.layer("reshape", [y], shape=(1, 6))
+    y = identity_layer(b, "reshape", y)
+    w = b.layer("transpose", [b.const("fc_w_t", (6, 5))], perm=(1, 0))
+    y = b.layer("dense", [y, w, b.const("fc_b", (5,))], activation=Activation())
+    b.act(y, "sigmoid", out="probs")
+    return b.output("probs")

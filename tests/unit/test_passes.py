@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphkit import GraphBuilder, assert_same_outputs, kinds, random_inputs
+from graphkit import GraphBuilder, assert_same_outputs, identity_layer, kinds, random_inputs, small_net
 
 from codegen import passes, reference
 from codegen.ir import Activation, Graph
@@ -362,19 +362,6 @@ def test_hard_swish_then_fuses_into_a_conv():
 
 # -- remove_identities -----------------------------------------------------------------------------
 
-def identity_layer(b: GraphBuilder, kind: str, x: str, out: str | None = None) -> str:
-    rank = len(b.graph.shape(x))
-    if kind == "copy":
-        return b.layer("copy", [x], out=out)
-    if kind == "reshape":
-        return b.layer("reshape", [x], out=out, shape=b.graph.shape(x))
-    if kind == "activation":
-        return b.layer("activation", [x], out=out, activation=Activation())
-    if kind == "transpose":
-        return b.layer("transpose", [x], out=out, perm=tuple(range(rank)))
-    raise AssertionError(kind)
-
-
 IDENTITY_KINDS = ["copy", "reshape", "activation", "transpose"]
 
 
@@ -546,26 +533,6 @@ def test_other_means_stay_reduce(shape, axes, keepdims):
 
 
 # -- the whole pipeline ----------------------------------------------------------------------------
-
-def small_net() -> Graph:
-    b = GraphBuilder("small_net")
-    x = b.input("x", (1, 3, 9, 9))
-    y = b.scale_shift(b.conv(x, 8, strides=(2, 2), name="stem"), name="stem_bn")
-    y = b.act(y, "relu")
-    y = b.scale_shift(b.conv(y, 8, group=8, name="dw"), name="dw_bn")
-    y = b.act(y, "clip", 0.0, 6.0)
-    y = identity_layer(b, "copy", y)
-    y = b.scale_shift(b.conv(y, 6, k=1, pads=(0, 0, 0, 0), bias=False, name="pw"), name="pw_bn")
-    hs = b.act(y, "hard_sigmoid", 1 / 6, 0.5)
-    y = b.binary("mul", y, hs)
-    y = b.layer("reduce", [y], op="mean", axes=(2, 3), keepdims=True)
-    y = b.layer("reshape", [y], shape=(1, 6))
-    y = identity_layer(b, "reshape", y)
-    w = b.layer("transpose", [b.const("fc_w_t", (6, 5))], perm=(1, 0))
-    y = b.layer("dense", [y, w, b.const("fc_b", (5,))], activation=Activation())
-    b.act(y, "sigmoid", out="probs")
-    return b.output("probs")
-
 
 def test_simplify_preserves_numerics_and_simplifies():
     g = small_net()
