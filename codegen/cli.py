@@ -153,7 +153,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{name:<24} {str(list(value.shape)):<18} {abs_err:>12.3e} {rel_err:>12.3e}")
     ok = worst <= args.rtol
     print(f"{'PASS' if ok else 'FAIL'}: max relative error {worst:.3e} (tolerance {args.rtol:g})")
+    if args.repeat > 0:
+        ours = _median_ms(lambda: model.run(inputs), args.repeat)
+        theirs = _median_ms(lambda: session.run(None, inputs), args.repeat)
+        print(f"latency (median of {args.repeat}, 1 thread for neurogen): neurogen {ours:.3f} ms, "
+              f"onnxruntime {theirs:.3f} ms, ratio {theirs / ours:.2f}x")
     return 0 if ok else 1
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -249,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     v.add_argument("--rtol", type=float, default=1e-4,
                    help="tolerance on max|error| / max|reference| per output (default 1e-4)")
+    v.add_argument("--repeat", type=int, default=0, metavar="N",
+                   help="also time both engines over N runs and print the medians")
     quiet(v)
     v.set_defaults(func=cmd_verify)
 

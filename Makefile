@@ -1,0 +1,42 @@
+# neurogen: the two commands that do everything on a fresh machine.
+#   make demo   compile examples/tiny_cnn.onnx to C, build it, check it against onnxruntime, time it
+#   make test   the whole test suite (installs the compilers and emulators it uses first)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# clang for the second compiler, the aarch64 cross toolchain and qemu for the cross build test.
+APT_PACKAGES := gcc make cmake binutils clang lld gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+TEST_TOOLS := gcc make cmake nm clang aarch64-linux-gnu-gcc qemu-aarch64
+DEMO := build/demo/tiny_cnn
+
+.PHONY: demo test setup system-deps lint clean
+
+demo: setup
+	$(BIN)/neurogen compile examples/tiny_cnn.onnx -o $(DEMO)
+	$(BIN)/neurogen verify examples/tiny_cnn.onnx $(DEMO) --repeat 50
+
+test: setup system-deps
+	$(BIN)/ruff check codegen tests
+	$(BIN)/python -m pytest -q
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages for: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+lint: setup
+	$(BIN)/ruff check codegen tests
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,39 @@
+"""The paper's networks at full size (224x224, batch 1, seeded random weights) against onnxruntime.
+
+The logits are compared before softmax, and checked for spread: random weights
+easily make every output equal, and a uniform softmax would hide any bug.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import onnxruntime_outputs, relative_error
+
+import codegen
+from codegen import zoo
+from codegen.compiler import import_model
+
+NETWORKS = ["vgg16", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_matches_onnxruntime(name, tmp_path):
+    model = zoo.build(name, resolution=224, batch=1, seed=0)
+    inputs = zoo.example_input(model, seed=0)
+    expected = onnxruntime_outputs(model, inputs)
+
+    graph = import_model(model)
+    kinds = {layer.kind for layer in graph.layers}
+    assert "scale_shift" not in kinds, "every BatchNormalization folds into its convolution"
+    assert "activation" not in kinds, "every activation fuses into the layer before it"
+
+    project = codegen.compile_model(model, tmp_path / name, name=name)
+    actual = codegen.load(project, werror=True).run(inputs)
+
+    logits, probs = expected["logits"], expected["probs"]
+    assert np.isfinite(logits).all() and logits.std() > 0.1, "degenerate logits"
+    assert 1.5 / logits.size < probs.max() < 0.99, "softmax is uniform or one-hot"
+    assert relative_error(logits, actual["logits"]) <= 1e-4
+    assert relative_error(probs, actual["probs"]) <= 1e-4
+    assert int(actual["logits"].argmax()) == int(logits.argmax())

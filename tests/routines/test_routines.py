@@ -1,0 +1,87 @@
+"""Every routine against codegen.reference on edge shapes, compiled with gcc and clang (-Werror).
+
+One parametrised test per layer family; each family is one graph, compiled once per compiler.
+"""
+
+from __future__ import annotations
+
+import pytest
+from routine_cases import FAMILIES
+from routine_kit import COMPILERS, Case, assert_close, case_ids, routines_used
+
+from codegen.routines import REGISTRY
+
+
+def params(family: str):
+    cases = FAMILIES[family]
+    for case, cid in zip(cases, case_ids(cases), strict=True):
+        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+        yield pytest.param(case, id=cid, marks=marks)
+
+
+def check(builds, family: str, cc: str, case: Case, how: str = "shared") -> None:
+    fg = builds.graph(family)
+    out = fg.outputs[case.id]
+    got = builds.results(family, cc, how)[out]
+    assert_close(case.id, got, builds.reference(family)[out])
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("conv"))
+def test_conv(builds, cc, case):
+    check(builds, "conv", cc, case)
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("gemm"))
+def test_gemm(builds, cc, case):
+    check(builds, "gemm", cc, case)
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("elementwise"))
+def test_elementwise(builds, cc, case):
+    check(builds, "elementwise", cc, case)
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("data"))
+def test_data(builds, cc, case):
+    check(builds, "data", cc, case)
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("normalization"))
+def test_normalization(builds, cc, case):
+    check(builds, "normalization", cc, case)
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("case", params("pool"))
+def test_pool(builds, cc, case):
+    check(builds, "pool", cc, case)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_under_sanitizers(builds, family):
+    """The whole family as a program (example/main.c on raw float32 files) with ASan and UBSan."""
+    results = builds.results(family, "gcc", "sanitized")
+    fg = builds.graph(family)
+    want = builds.reference(family)
+    failures = []
+    for case in FAMILIES[family]:
+        out = fg.outputs[case.id]
+        try:
+            assert_close(case.id, results[out], want[out])
+        except AssertionError as exc:
+            if not case.xfail:
+                failures.append(str(exc).splitlines()[0])
+    assert not failures, "\n".join(failures)
+
+
+def test_every_registered_routine_is_exercised(builds):
+    used = set()
+    for family in FAMILIES:
+        used |= routines_used(builds.project(family))
+    missing = sorted({r.name for r in REGISTRY} - used)
+    assert not missing, f"routines without a test case in tests/routines: {missing}"
