@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import ModelError, UnsupportedOpsError
+from ..errors import ModelError, NeurogenError, UnsupportedOpsError
 from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
 from ..reference import evaluate_layer
 from ..shapes import infer, output_dtype
@@ -662,12 +662,10 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
             OPS[node.op_type](ctx, node)
         except ModelError:
             raise
+        except NeurogenError as exc:  # e.g. a shape check in the IR: give it the node's name
+            raise ctx.error(node, str(exc)) from None
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise ctx.error(node, f"cannot convert ({type(exc).__name__}: {exc})") from None
-        except Exception as exc:
-            if isinstance(exc, Exception) and exc.__class__.__module__.startswith("codegen"):
-                raise ctx.error(node, str(exc)) from None
-            raise
     graph.outputs = [ctx.name(v.name) for v in g.output]
     for value, name in zip(g.output, graph.outputs):
         dtype = graph.tensor(name).dtype

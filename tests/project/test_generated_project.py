@@ -29,7 +29,8 @@ def projects(tiny_model_path, tmp_path_factory) -> dict[str, Path]:
             for mode in ("incbin", "c-array")}
 
 
-def run_example(program: Path, inputs: dict[str, np.ndarray], workdir: Path, runner: list[str] = ()) -> list[np.ndarray]:
+def run_example(program: Path, inputs: dict[str, np.ndarray], workdir: Path,
+                runner: tuple[str, ...] = ()) -> list[np.ndarray]:
     in_files = []
     for i, value in enumerate(inputs.values()):
         path = workdir / f"in{i}.bin"
@@ -92,7 +93,7 @@ def test_cmake_cross_builds_for_aarch64_with_a_toolchain_file(projects, tmp_path
         "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\nset(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n")
     _cmake_build(projects["incbin"], tmp_path / "build", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     program = tmp_path / "build" / "tiny_example"
-    check_outputs(run_example(program, tiny_inputs, tmp_path, [qemu, "-L", "/usr/aarch64-linux-gnu"]),
+    check_outputs(run_example(program, tiny_inputs, tmp_path, (qemu, "-L", "/usr/aarch64-linux-gnu")),
                   tiny_expected)
 
 
