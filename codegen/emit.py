@@ -46,12 +46,16 @@ def c_float(value: float) -> str:
 
 
 def c_string(value: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in " _-.:/()[]<>=+,;#@!?'" else f"\\{ord(ch):03o}"
-                   for ch in value)
+    """The body of a C string literal: printable ASCII as is, everything else as octal UTF-8 bytes.
+
+    '?' is escaped too, so no trigraph can form; octal escapes are always three digits.
+    """
+    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:/()[]<>=+,;#@!'")
+    return "".join(chr(b) if chr(b) in safe else f"\\{b:03o}" for b in value.encode("utf-8"))
 
 
 def c_comment(value: str) -> str:
-    return str(value).replace("*/", "* /").replace("/*", "/ *").replace("\n", " ")
+    return str(value).replace("*/", "* /").replace("/*", "/ *").replace("??", "?\\?").replace("\n", " ")
 
 
 def _raise(message: str) -> None:

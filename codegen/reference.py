@@ -99,8 +99,8 @@ def _pool2d(layer: Layer, xs: Arrays) -> Arrays:
     extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (x.shape[3] + pl + pr))
     pad_h, pad_w = (pt, pb + extra_h), (pl, pr + extra_w)
     valid = np.pad(np.ones(x.shape[2:]), (pad_h, pad_w))
-    inside = np.pad(np.ones(x.shape[2:]), ((pt, pb), (pl, pr)))
-    inside = np.pad(inside, ((0, extra_h), (0, extra_w)))
+    # count_include_pad counts the explicit padding, but not what ceil mode runs past it.
+    inside = np.pad(np.ones((x.shape[2] + pt + pb, x.shape[3] + pl + pr)), ((0, extra_h), (0, extra_w)))
     fill = -np.inf if a["mode"] == "max" else 0.0
     xp = np.pad(x, ((0, 0), (0, 0), pad_h, pad_w), constant_values=fill)
     out = np.empty(x.shape[:2] + (oh, ow))

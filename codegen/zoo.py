@@ -37,10 +37,11 @@ MODELS: tuple[str, ...] = (
 NUM_CLASSES = 1000
 MIN_OPSET = 9
 
-# Calibration image for BatchNormalization statistics: [1, 3, size, size], size
-# capped by the model resolution. MobileNetV3 needs the full 224 (on smaller
-# maps its 5x5 depthwise kernels mostly see padding, and the statistics do not
-# carry over); the others are insensitive and calibrate on cheaper sizes.
+# BatchNormalization statistics are calibrated on standard-normal images of
+# size min(resolution, S), enough of them to cover about S x S pixels, so that
+# the smallest feature maps still give a usable number of samples. MobileNetV3
+# needs S = 224 (on smaller maps its 5x5 depthwise kernels mostly see padding
+# and the statistics do not carry over); the others are cheaper and insensitive.
 _CALIBRATION_SIZE = {
     "resnet50": 112,
     "mobilenet_v2": 112,
@@ -49,7 +50,8 @@ _CALIBRATION_SIZE = {
     "tiny_cnn": 32,
 }
 
-# Weights are He-normal: std = sqrt(gain / fan_in).
+# Weights are normal with std = sqrt(gain / fan_in): He (gain 2) for inputs that
+# went through a ReLU-like activation, gain 1 for the raw image.
 _GAIN_RELU = 2.0
 _GAIN_LINEAR = 1.0
 # Gain of the squeeze-excite conv feeding HardSigmoid, so the gate spreads over
@@ -224,9 +226,7 @@ class _Graph:
         y = self.conv(x, cin, cout, k, stride=stride, group=group)
         return self.batch_norm(y, cout, gamma_scale=gamma_scale)
 
-    def gemm(
-        self, x: str, fin: int, fout: int, *, gain: float = _GAIN_RELU, output: str | None = None
-    ) -> str:
+    def gemm(self, x: str, fin: int, fout: int, *, gain: float = _GAIN_RELU, output: str | None = None) -> str:
         """Fully connected layer, PyTorch layout (weight ``[fout, fin]``, transB=1)."""
         name = self.fresh("Gemm")
         weight = self.normal((fout, fin), (gain / fin) ** 0.5)
@@ -379,9 +379,7 @@ def _inverted_residual_v2(g: _Graph, x: str, cin: int, cout: int, t: int, stride
     y = x
     if t != 1:
         y = g.relu6(g.conv_bn(y, cin, hidden, 1, gamma_scale=_CLIP_GAMMA))
-    y = g.relu6(
-        g.conv_bn(y, hidden, hidden, 3, stride=stride, group=hidden, gamma_scale=_CLIP_GAMMA)
-    )
+    y = g.relu6(g.conv_bn(y, hidden, hidden, 3, stride=stride, group=hidden, gamma_scale=_CLIP_GAMMA))
     # Linear bottleneck: no activation after the projection.
     y = g.conv_bn(y, hidden, cout, 1, gamma_scale=_RESIDUAL_GAMMA if residual else 1.0)
     return g.op("Add", [x, y]) if residual else y
@@ -514,9 +512,7 @@ def _tiny_cnn(g: _Graph) -> None:
 # -- public API ----------------------------------------------------------------
 
 
-def build(
-    name: str, *, resolution: int = 224, batch: int = 1, seed: int = 0, opset: int = 17
-) -> onnx.ModelProto:
+def build(name: str, *, resolution: int = 224, batch: int = 1, seed: int = 0, opset: int = 17) -> onnx.ModelProto:
     """Build reference model ``name`` (one of :data:`MODELS`) with random weights."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
@@ -532,7 +528,8 @@ def build(
     calibration = None
     if name in _CALIBRATION_SIZE:  # VGG16 has no BatchNormalization to calibrate
         size = min(resolution, _CALIBRATION_SIZE[name])
-        shape = (1, 3, size, size)
+        images = -(-(_CALIBRATION_SIZE[name] ** 2) // size**2)  # ceil division
+        shape = (images, 3, size, size)
         calibration = np.random.default_rng([seed, 1]).standard_normal(shape, dtype=np.float32)
     g = _Graph(seed, opset, calibration)
     if name == "vgg16":

@@ -96,7 +96,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         prev = producers.get(x)
         if prev is None or prev.kind not in ("conv2d", "dense") or not prev.activation.is_identity:
             continue
-        if _sole_consumer(g, x) is not bn or not g.is_constant(prev.inputs[1]):
+        if _sole_consumer(g, x) is not bn or not all(g.is_constant(n) for n in (prev.inputs[1], *bn.inputs[1:])):
             continue
         if prev.kind == "dense" and len(g.shape(x)) != 2:
             continue

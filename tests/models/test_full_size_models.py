@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import onnxruntime_outputs, relative_error
+from support import onnxruntime_outputs, relative_error
 
 import codegen
 from codegen import zoo

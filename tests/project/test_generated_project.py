@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import relative_error, require_tool
+from support import relative_error, require_tool
 
 import codegen
 from codegen.build import build

@@ -8,9 +8,6 @@ from routine_kit import ACTIVATIONS, Case, Const, In, Ref, binary, conv, dense, 
 
 from codegen.ir import NO_ACTIVATION, Activation
 
-POOL_REFERENCE_BUG = ("BUG: reference._pool2d pads its 'inside' mask with zeros, so count_include_pad=True is "
-                      "computed like False")
-
 
 def conv_cases() -> list[Case]:
     cases = [
@@ -249,13 +246,13 @@ def pool_cases() -> list[Case]:
         suffix = "_ceil" if ceil else ""
         cases += [
             pool(f"avg_count_pad_k3s2{suffix}", "avg", (1, 2, 8, 8), (3, 3), (2, 2), (1, 1, 1, 1), ceil_mode=ceil,
-                 count_include_pad=True, xfail=POOL_REFERENCE_BUG),
+                 count_include_pad=True),
             pool(f"avg_count_pad_asym{suffix}", "avg", (2, 1, 7, 9), (3, 2), (2, 3), (1, 0, 0, 1), ceil_mode=ceil,
-                 count_include_pad=True, xfail=POOL_REFERENCE_BUG),
+                 count_include_pad=True),
             pool(f"avg_count_pad_no_pads{suffix}", "avg", (1, 2, 7, 7), (2, 2), (2, 2), ceil_mode=ceil,
                  count_include_pad=True),
             pool(f"avg_count_pad_big_kernel{suffix}", "avg", (1, 2, 3, 3), (5, 5), (1, 1), (2, 2, 2, 2),
-                 ceil_mode=ceil, count_include_pad=True, xfail=POOL_REFERENCE_BUG),
+                 ceil_mode=ceil, count_include_pad=True),
         ]
     for name, shape in [("1x1", (1, 1, 1, 1)), ("prime", (2, 3, 7, 13)), ("1xN", (1, 5, 1, 9)),
                         ("rank3", (2, 3, 5)), ("rank5", (1, 2, 3, 2, 2)), ("big_plane", (1, 2, 32, 32))]:

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen import build, compiler, emit, reference, runtime, shapes, targets
+from codegen import build, compiler, emit, runtime, shapes, targets
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Tensor
 from codegen.targets import Target
 
@@ -196,10 +195,6 @@ def assert_close(case_id: str, got: np.ndarray, want: np.ndarray, rtol: float = 
         f"allowed {rtol * scale:.3g}")
 
 
-def compiler_available(cc: str) -> bool:
-    return shutil.which(cc) is not None
-
-
 # -- shorthands ----------------------------------------------------------------------------------
 
 ACTIVATIONS = {
@@ -238,6 +233,6 @@ def binary(cid: str, op: str, a: Any, b: Any, act: Activation = NO_ACTIVATION) -
 
 
 def pool(cid: str, mode: str, x: tuple[int, ...], kernel, strides, pads=(0, 0, 0, 0), *, dilations=(1, 1),
-         ceil_mode: bool = False, count_include_pad: bool = False, xfail: str = "") -> Case:
+         ceil_mode: bool = False, count_include_pad: bool = False) -> Case:
     return Case(cid, "pool2d", [x], dict(mode=mode, kernel=kernel, strides=strides, pads=pads, dilations=dilations,
-                                         ceil_mode=ceil_mode, count_include_pad=count_include_pad), xfail=xfail)
+                                         ceil_mode=ceil_mode, count_include_pad=count_include_pad))

@@ -357,18 +357,12 @@ POOL_WINDOWS = [
     ((1, 1, 1, 1), [1, 1], [1, 1], [0, 0, 0, 0]),
     ((1, 3, 5, 5), [5, 5], [1, 1], [2, 2, 2, 2]),
 ]
-REFERENCE_COUNT_INCLUDE_PAD_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: reference._pool2d pads its 'inside' mask with zeros, so count_include_pad=1 "
-                        "divides by the number of real elements, like count_include_pad=0")
-
-
 def pool_params():
     for op in ("MaxPool", "AveragePool"):
         for window in POOL_WINDOWS:
             for ceil_mode in (0, 1):
                 for count_include_pad in ((0, 1) if op == "AveragePool" else (None,)):
-                    marks = [REFERENCE_COUNT_INCLUDE_PAD_BUG] if count_include_pad and any(window[3]) else []
-                    yield pytest.param(op, *window, ceil_mode, count_include_pad, marks=marks,
+                    yield pytest.param(op, *window, ceil_mode, count_include_pad,
                                        id=f"{op}-{window}-ceil{ceil_mode}-cip{count_include_pad}")
 
 
@@ -466,4 +460,73 @@ def test_sum_concat_and_binary_broadcasting():
     ]
     model = make_model(nodes, {"a": (2, 3, 4), "b": (3, 1), "c": (4,)}, ["y"],
                        {"k": rand(2, 1, 1), "two": np.array(2.0, np.float32)})
+    check(model)
+
+
+@pytest.mark.parametrize("target, allowzero", [([0, -1], 0), ([-1, 4], 0), ([2, 0, 4], 0), ([6, 4], 1)], ids=str)
+def test_reshape_special_values(target, allowzero):
+    attrs = {"allowzero": allowzero} if allowzero else {}
+    node = helper.make_node("Reshape", ["x", "shape"], ["r"], **attrs)
+    model = make_model([node, helper.make_node("Relu", ["r"], ["y"])], {"x": (2, 3, 4)}, ["y"],
+                       {"shape": np.array(target, np.int64)}, opset=14)
+    check(model)  # shapes and values equal onnxruntime's
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_flatten(axis):
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=axis), helper.make_node("Relu", ["f"], ["y"])]
+    check(make_model(nodes, {"x": (2, 3, 4)}, ["y"]))
+
+
+def test_pad_with_axes_input():
+    node = helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"], mode="edge")
+    model = make_model([node], {"x": (2, 3, 4)}, ["y"],
+                       {"pads": np.array([1, 0, 2, 3], np.int64), "axes": np.array([1, -1], np.int64)}, opset=18)
+    graph = check(model)
+    assert graph.shape("y") == (2, 6, 7)
+
+
+def test_shape_with_start_and_constant_nodes():
+    nodes = [
+        helper.make_node("Shape", ["x"], ["hw"], start=2),
+        helper.make_node("Constant", [], ["lead"], value=numpy_helper.from_array(np.array([2, 3], np.int64))),
+        helper.make_node("Concat", ["lead", "hw"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["r"]),
+        helper.make_node("Constant", [], ["half"], value_float=0.5),
+        helper.make_node("Mul", ["r", "half"], ["y"]),
+    ]
+    graph = check(make_model(nodes, {"x": (2, 3, 4, 5)}, ["y"], opset=15))
+    assert kinds(graph) == ["binary"]
+
+
+def test_initializers_listed_as_inputs_are_constants():
+    nodes = [helper.make_node("Add", ["x", "bias"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "old",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("bias", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(rand(3), "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+    imported = import_model(model)
+    assert imported.inputs == ["x"]
+    assert imported.is_constant("bias")
+    x = rand(2, 3, seed=9)
+    np.testing.assert_allclose(reference.run(imported, {"x": x})["y"], x + numpy_helper.to_array(
+        model.graph.initializer[0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("Conv", dict(pads=[1, 2], strides=[2], dilations=[2])),
+    ("Conv", dict(auto_pad="SAME_UPPER")),
+    ("MaxPool", dict(kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1)),
+    ("AveragePool", dict(kernel_shape=[2], strides=[2])),
+], ids=str)
+def test_one_dimensional_spatial_ops(op, attrs):
+    inits = {}
+    ins = ["x"]
+    if op == "Conv":
+        inits = {"w": rand(4, 3, 3), "b": rand(4)}
+        ins = ["x", "w", "b"]
+    model = make_model([helper.make_node(op, ins, ["y"], **attrs)], {"x": (2, 3, 11)}, ["y"], inits)
     check(model)

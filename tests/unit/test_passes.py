@@ -167,9 +167,6 @@ def test_fold_batchnorm_not_when_conv_weights_are_computed_at_run_time():
     assert_same_outputs(g, result, random_inputs(g))
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="BUG: fold_batchnorm reads .data of a scale_shift scale/shift without checking that "
-                          "they are constants (AttributeError on None)")
 def test_fold_batchnorm_not_when_scale_is_computed_at_run_time():
     b = GraphBuilder()
     y = b.conv(b.input("x", (1, 3, 5, 5)), 4, name="conv")
