@@ -37,6 +37,7 @@ def select_routines(graph: Graph, target: Target) -> list[RoutineInstance]:
 
 def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin") -> dict[str, bytes]:
     """Every file of the C project for `graph`, as relative path -> bytes."""
+    graph = passes.own_outputs(graph)
     instances = select_routines(graph, target)
     program = lower(graph, instances, name)
     path = [{"layer": i.layer.name, "kind": i.layer.kind, "routine": i.routine.name, "params": i.params,

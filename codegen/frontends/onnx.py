@@ -679,32 +679,29 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
 def _name_outputs(graph: Graph, onnx_names: list[str]) -> None:
     """Give every graph output its ONNX name and its own producing layer.
 
-    An output that is a graph input, a constant, or the same tensor as another
-    output gets a copy layer, so that the generated code writes each output buffer.
+    An output that a layer computes takes the ONNX name (its producer is renamed);
+    one that is a graph input, a constant, or the same tensor as an earlier output
+    gets a copy layer, so that the generated code writes each output buffer.
     """
     producers = graph.producers()
     claimed: set[str] = set()
-    for i, (current, wanted) in enumerate(zip(graph.outputs, onnx_names)):
-        tensor = graph.tensor(current)
-        if current in producers and current not in claimed and current == wanted:
+    for i, wanted in enumerate(onnx_names):
+        current = graph.outputs[i]  # re-read: an earlier rename may have changed it
+        if current == wanted and current in producers and current not in claimed:
             claimed.add(current)
             continue
+        tensor = graph.tensor(current)
         target = wanted if wanted not in graph.tensors else graph.unique_name(wanted)
-        if tensor.is_constant:
-            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
-            graph.layers.append(Layer(graph.unique_name(f"output:{wanted}"), "copy", [current], [target]))
-        elif current in producers and current not in claimed and current not in graph.inputs:
-            # Rename the producer's output to the name the user knows it by.
-            layer = producers[current]
+        graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
+        if current in producers and current not in claimed and current not in graph.inputs:
+            layer = producers.pop(current)
             layer.outputs[layer.outputs.index(current)] = target
-            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
             del graph.tensors[current]
             for other in graph.layers:
                 other.inputs = [target if n == current else n for n in other.inputs]
             graph.outputs = [target if n == current else n for n in graph.outputs]
             producers[target] = layer
         else:
-            graph.tensors[target] = Tensor(target, tensor.shape, tensor.dtype, layout=tensor.layout)
             graph.layers.append(Layer(graph.unique_name(f"output:{wanted}"), "copy", [current], [target]))
-        graph.outputs[i] = target
+            graph.outputs[i] = target
         claimed.add(target)

@@ -169,6 +169,28 @@ def canonicalize(graph: Graph) -> Graph:
     return g
 
 
+def own_outputs(graph: Graph) -> Graph:
+    """Give every graph output a producing layer of its own.
+
+    The generated code writes each output buffer from the layer that computes it, so an
+    output that is a graph input, a constant, or listed twice gets a copy layer.
+    """
+    g = graph.copy()
+    producers = g.producers()
+    claimed: set[str] = set()
+    for i, name in enumerate(g.outputs):
+        if name in producers and name not in claimed:
+            claimed.add(name)
+            continue
+        source = g.tensor(name)
+        copy = g.unique_name(f"{name}_copy" if name in claimed else name + "_out")
+        g.tensors[copy] = Tensor(copy, source.shape, source.dtype, layout=source.layout)
+        g.layers.append(Layer(g.unique_name(f"output:{copy}"), "copy", [name], [copy]))
+        g.outputs[i] = copy
+        claimed.add(copy)
+    return g
+
+
 DEFAULT_PIPELINE: tuple[Pass, ...] = (
     fold_constants,
     remove_identities,

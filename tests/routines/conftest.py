@@ -1,9 +1,12 @@
-"""Session-wide builds of the routine-test families: each family is generated once and compiled once
-per compiler, however many of its cases run."""
+"""Session-wide builds of the routine-test families: each family is generated once and compiled once per
+compiler, however many of its cases run. A failure (a build error, say) is remembered and reported by every
+case of the family without trying again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,39 +19,43 @@ from codegen import reference
 class FamilyBuilds:
     def __init__(self, root: Path):
         self.root = root
-        self._graphs: dict[str, FamilyGraph] = {}
-        self._references: dict[str, dict[str, np.ndarray]] = {}
-        self._projects: dict[tuple[str, str], Path] = {}
-        self._results: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
+        self._done: dict[tuple, Any] = {}
+        self._failed: dict[tuple, BaseException] = {}
+
+    def _memo(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key in self._failed:
+            raise self._failed[key]
+        if key not in self._done:
+            try:
+                self._done[key] = make()
+            except Exception as exc:
+                self._failed[key] = exc
+                raise
+        return self._done[key]
 
     def graph(self, family: str) -> FamilyGraph:
-        if family not in self._graphs:
-            self._graphs[family] = build_family(family, FAMILIES[family], seed=len(family))
-        return self._graphs[family]
+        return self._memo(("graph", family), lambda: build_family(family, FAMILIES[family], seed=len(family)))
 
     def reference(self, family: str) -> dict[str, np.ndarray]:
-        if family not in self._references:
+        def make():
             fg = self.graph(family)
-            self._references[family] = reference.run(fg.graph, fg.inputs)
-        return self._references[family]
+            return reference.run(fg.graph, fg.inputs)
+        return self._memo(("reference", family), make)
 
     def project(self, family: str, variant: str = "gcc") -> Path:
-        """The generated project (one per compiler, so that the two libraries never share symbol names)."""
-        key = (family, variant)
-        if key not in self._projects:
-            self._projects[key] = write(self.graph(family), self.root, f"{family}_{variant}")
-        return self._projects[key]
+        """The generated project; one per compiler, so that two loaded libraries never share symbol names."""
+        return self._memo(("project", family, variant),
+                          lambda: write(self.graph(family), self.root, f"{family}_{variant}"))
 
     def results(self, family: str, cc: str, how: str = "shared") -> dict[str, np.ndarray]:
-        key = (family, cc, how)
-        if key not in self._results:
+        """Every output of the family graph, from the shared library or from the sanitized example program."""
+        def make():
             fg = self.graph(family)
             if how == "shared":
-                self._results[key] = run_shared(self.project(family, cc), cc, fg)
-            else:
-                project = self.project(family, f"{cc}_sanitized")
-                self._results[key] = run_sanitized_program(project, cc, fg, self.root / f"{family}_{cc}_io")
-        return self._results[key]
+                return run_shared(self.project(family, cc), cc, fg)
+            project = self.project(family, f"{cc}_sanitized")
+            return run_sanitized_program(project, cc, fg, self.root / f"{family}_{cc}_io")
+        return self._memo(("results", family, cc, how), make)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """Edge-shape cases for every layer family and the machinery to check them against codegen.reference.
 
-Each family's cases become ONE graph with many independent paths (one per case), generated, compiled
-and run once; every case's output is then compared with the reference. Every other case reads its
-inputs from (and writes its result to) arena buffers via copies, so routines are checked on arena
-memory as well as on caller-owned input and output buffers.
+Each family's cases become ONE graph with many independent paths, one per case and routine instance
+(every registered routine that accepts the case's layer, at every point of its parameter space),
+generated, compiled and run once; every path's output is then compared with the reference. Every
+other path reads its inputs from (and writes its result to) arena buffers via copies, so routines are
+checked on arena memory as well as on caller-owned input and output buffers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from codegen import build, compiler, emit, runtime, shapes, targets
+from codegen import build, emit, record, runtime, shapes, targets
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Tensor
+from codegen.routines import Routine, RoutineInstance, candidates, reference_routine
 from codegen.targets import Target
 
 RTOL = 1e-5  # relative to the largest |reference| value of the case
@@ -74,10 +76,20 @@ def case_ids(cases: list[Case]) -> list[str]:
 # -- graph building ------------------------------------------------------------------------------
 
 @dataclass
+class Variant:
+    """One routine instance applied to one case: its own path through the family graph."""
+
+    label: str  # routine name and parameters
+    layer: str
+    output: str  # graph output name
+
+
+@dataclass
 class FamilyGraph:
     graph: Graph
     inputs: dict[str, np.ndarray]
-    outputs: dict[str, str]  # case id -> graph output name
+    variants: dict[str, list[Variant]]  # case id -> every routine instance that implements it
+    chosen: dict[str, tuple[Routine, dict[str, Any]]]  # layer name -> routine and parameters
 
 
 def _value(spec: In | Const, rng: np.random.Generator) -> np.ndarray:
@@ -91,19 +103,27 @@ def _value(spec: In | Const, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(value, np.float32)
 
 
-def build_family(name: str, cases: list[Case], seed: int = 0) -> FamilyGraph:
+def build_family(name: str, cases: list[Case], seed: int = 0, target: Target | None = None) -> FamilyGraph:
+    """One graph holding a path per (case, routine instance): every routine of the registry that accepts
+    the case's layer on `target` (the host by default), with every point of its parameter space."""
+    target = target or targets.load("host")
     rng = np.random.default_rng(seed)
     g = Graph(name, {}, [], [], [])
     feeds: dict[str, np.ndarray] = {}
-    outputs: dict[str, str] = {}
+    variants: dict[str, list[Variant]] = {}
+    chosen: dict[str, tuple[Routine, dict[str, Any]]] = {}
+    paths = 0
 
     def add_tensor(tname: str, shape: tuple[int, ...], data: np.ndarray | None = None) -> str:
         assert tname not in g.tensors, tname
         g.tensors[tname] = Tensor(tname, tuple(shape), DType.F32, data)
         return tname
 
-    for index, case in enumerate(cases):
-        via_arena = index % 2 == 1
+    def add_path(case: Case, prefix: str) -> tuple[Layer, str]:
+        """input(s) -> layer -> output; every other path goes through arena copies on both sides."""
+        nonlocal paths
+        via_arena = paths % 2 == 1
+        paths += 1
         names: list[str] = []
         for j, spec in enumerate(case.inputs):
             if spec == "":
@@ -111,29 +131,42 @@ def build_family(name: str, cases: list[Case], seed: int = 0) -> FamilyGraph:
             elif isinstance(spec, Ref):
                 names.append(names[spec.index])
             elif isinstance(spec, Const):
-                names.append(add_tensor(f"{case.id}/c{j}", spec.shape, _value(spec, rng)))
+                names.append(add_tensor(f"{prefix}/c{j}", spec.shape, _value(spec, rng)))
             else:
-                tname = add_tensor(f"{case.id}/in{j}", spec.shape)
+                tname = add_tensor(f"{prefix}/in{j}", spec.shape)
                 g.inputs.append(tname)
                 feeds[tname] = _value(spec, rng)
                 if via_arena:
-                    staged = add_tensor(f"{case.id}/in{j}/staged", spec.shape)
-                    g.layers.append(Layer(f"{case.id}/stage{j}", "copy", [tname], [staged]))
+                    staged = add_tensor(f"{prefix}/in{j}/staged", spec.shape)
+                    g.layers.append(Layer(f"{prefix}/stage{j}", "copy", [tname], [staged]))
                     tname = staged
                 names.append(tname)
-        out = f"{case.id}/out"
-        result = f"{case.id}/result" if via_arena else out
-        layer = Layer(case.id, case.kind, names, [result], dict(case.attrs))
+        out = f"{prefix}/out"
+        result = f"{prefix}/result" if via_arena else out
+        layer = Layer(prefix, case.kind, names, [result], dict(case.attrs))
         (shape,) = shapes.infer(layer, g)
         add_tensor(result, shape)
         g.layers.append(layer)
         if via_arena:
             add_tensor(out, shape)
-            g.layers.append(Layer(f"{case.id}/unstage", "copy", [result], [out]))
+            g.layers.append(Layer(f"{prefix}/unstage", "copy", [result], [out]))
         g.outputs.append(out)
-        outputs[case.id] = out
+        return layer, out
+
+    for case in cases:
+        layer, out = add_path(case, case.id)
+        instances = [(r, params) for r in candidates(layer, g, target.isa, target.devices)
+                     for params in r.parameter_space()]
+        assert instances, f"{case.id}: no routine accepts this layer"
+        variants[case.id] = []
+        for i, (routine, params) in enumerate(instances):
+            label = routine.name + "".join(f"/{k}={v}" for k, v in sorted(params.items()))
+            if i:
+                layer, out = add_path(case, f"{case.id}@{label}")
+            chosen[layer.name] = (routine, params)
+            variants[case.id].append(Variant(label, layer.name, out))
     g.validate()
-    return FamilyGraph(g, feeds, outputs)
+    return FamilyGraph(g, feeds, variants, chosen)
 
 
 # -- targets, projects, builds ---------------------------------------------------------------------
@@ -143,14 +176,35 @@ def target_for(cc: str) -> Target:
     return dataclasses.replace(targets.load("host"), name=f"host-{cc}", cc=cc)
 
 
+def instances_for(fg: FamilyGraph) -> list[RoutineInstance]:
+    """The routine of each layer: the one the case path was made for; the reference routine elsewhere."""
+    result = []
+    for layer in fg.graph.layers:
+        routine, params = fg.chosen.get(layer.name) or (reference_routine(layer, fg.graph), {})
+        result.append(RoutineInstance(routine, layer, dict(params)))
+    return result
+
+
+def generate(fg: FamilyGraph, name: str, weights: str = "incbin") -> dict[str, bytes]:
+    """codegen.compiler.generate with the routine of every layer forced (see instances_for)."""
+    target = targets.load("host")
+    instances = instances_for(fg)
+    program = emit.lower(fg.graph, instances, name)
+    path = [{"layer": i.layer.name, "kind": i.layer.kind, "routine": i.routine.name, "params": i.params,
+             "template_sha256": i.routine.template_hash(), "time_us": None} for i in instances]
+    rec = record.make_record(fg.graph, target.describe(), path, program.io)
+    rec["arena_bytes"] = program.arena.size
+    rec["weights_bytes"] = len(program.weights)
+    return emit.render(program, record.dumps(rec), weights)
+
+
 def write(fg: FamilyGraph, out_dir: Path, name: str, weights: str = "incbin") -> Path:
-    files = compiler.generate(fg.graph, targets.load("host"), name=name, weights=weights)
-    return emit.write_project(files, out_dir / name)
+    return emit.write_project(generate(fg, name, weights), out_dir / name)
 
 
 def routines_used(project: Path) -> set[str]:
-    record = json.loads((project / "tuning.json").read_text())
-    return {step["routine"] for step in record["path"]}
+    rec = json.loads((project / "tuning.json").read_text())
+    return {step["routine"] for step in rec["path"]}
 
 
 def run_shared(project: Path, cc: str, fg: FamilyGraph) -> dict[str, np.ndarray]:

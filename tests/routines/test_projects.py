@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 from routine_cases import FAMILIES
-from routine_kit import COMPILERS, assert_close, target_for
+from routine_kit import COMPILERS, assert_close, target_for, write
 
 from codegen import build, compiler, emit, reference, runtime, targets
 from codegen.emit import c_float
@@ -87,12 +87,13 @@ def test_routines_do_not_read_stale_arena_or_output_memory(builds, family):
         assert api.run(ctypes.byref(ctx), pointers(inputs), pointers(outputs)) == OK
         failures = []
         for case in FAMILIES[family]:
-            index = fg.graph.outputs.index(fg.outputs[case.id])
-            try:
-                assert_close(case.id, outputs[index], want[fg.outputs[case.id]])
-            except AssertionError as exc:
-                if not case.xfail:
-                    failures.append(str(exc).splitlines()[0])
+            for variant in fg.variants[case.id]:
+                index = fg.graph.outputs.index(variant.output)
+                try:
+                    assert_close(f"{case.id} [{variant.label}]", outputs[index], want[variant.output])
+                except AssertionError as exc:
+                    if not case.xfail:
+                        failures.append(str(exc).splitlines()[0])
         assert not failures, "\n".join(failures)
     # The inputs are read-only for the model.
     for name, array in zip(fg.graph.inputs, inputs, strict=True):
@@ -181,8 +182,7 @@ def test_cc_environment_variable_picks_the_host_compiler(tmp_path, monkeypatch):
 
 def test_weights_as_a_c_array_give_the_same_results(builds, tmp_path):
     fg = builds.graph("conv")
-    files = compiler.generate(fg.graph, targets.load("host"), name="conv_array", weights="c-array")
-    project = emit.write_project(files, tmp_path / "conv_array")
+    project = write(fg, tmp_path, "conv_array", weights="c-array")
     assert not (project / "src" / "conv_array_weights.bin").exists()
     got = runtime.load(project, target=target_for("clang"), werror=True).run(fg.inputs)
     want = builds.results("conv", "gcc")
@@ -249,11 +249,6 @@ def test_c_float_literals_compile_to_the_exact_float(tmp_path, cc):
 
 # -- graph outputs that no layer of their own writes ------------------------------------------------
 
-OUTPUTS_BUG = ("BUG: emit.lower binds graph outputs by name only: an output that is a graph input or a constant is "
-               "never written (and an input that is also an output is read from the output buffer), and a tensor "
-               "listed twice as an output is written to only one buffer; Graph.validate accepts all three")
-
-
 def outputs_graph(kind: str) -> Graph:
     g = Graph("outs", {}, [], ["x"], [])
     for name in ("x", "t", "y", "z"):
@@ -267,12 +262,7 @@ def outputs_graph(kind: str) -> Graph:
     return g
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("input", marks=pytest.mark.xfail(strict=True, reason=OUTPUTS_BUG)),
-    pytest.param("constant", marks=pytest.mark.xfail(strict=True, reason=OUTPUTS_BUG)),
-    pytest.param("twice", marks=pytest.mark.xfail(strict=True, reason=OUTPUTS_BUG)),
-    "read_later",
-])
+@pytest.mark.parametrize("kind", ["input", "constant", "twice", "read_later"])
 def test_every_output_buffer_is_written(tmp_path, kind):
     """Each output buffer receives its values, or the graph is refused with an error naming the output."""
     g = outputs_graph(kind)
@@ -293,3 +283,59 @@ def test_every_output_buffer_is_written(tmp_path, kind):
     want = reference.run(g, {"x": x})
     for name, got in zip(g.outputs, outputs, strict=True):
         np.testing.assert_allclose(got, want[name], rtol=1e-6, err_msg=name)
+
+
+# -- arena sharing under pressure ------------------------------------------------------------------
+
+def random_dag(seed: int, layers: int = 40) -> Graph:
+    """A random DAG of element-wise layers and global pools whose tensors live long and overlap in time."""
+    rng = np.random.default_rng(seed)
+    g = Graph(f"dag{seed}", {}, [], [], [])
+    full, pooled = (1, 8, 5, 5), (1, 8, 1, 1)
+
+    def tensor(shape) -> str:
+        name = f"t{len(g.tensors)}"
+        g.tensors[name] = Tensor(name, shape)
+        return name
+
+    x = tensor(full)
+    g.inputs.append(x)
+    made = [x]
+    bounded = Activation("clip", -4.0, 4.0)
+    for i in range(layers):
+        choice = rng.integers(3)
+        a = made[rng.integers(len(made))]
+        if choice == 0:
+            act = [Activation("sigmoid"), Activation("hard_swish"), Activation("relu"), bounded][rng.integers(4)]
+            y = tensor(g.shape(a))
+            g.layers.append(Layer(f"l{i}", "activation", [a], [y], {"activation": act}))
+        elif choice == 1:
+            b = made[rng.integers(len(made))]
+            shape = tuple(np.broadcast_shapes(g.shape(a), g.shape(b)))
+            y = tensor(shape)
+            op = ["add", "sub", "mul"][rng.integers(3)]
+            g.layers.append(Layer(f"l{i}", "binary", [a, b], [y], {"op": op, "activation": bounded}))
+        else:
+            if g.shape(a) != full:
+                continue
+            y = tensor(pooled)
+            g.layers.append(Layer(f"l{i}", "global_avgpool", [a], [y]))
+        made.append(y)
+    produced = made[1:]
+    picks = {produced[-1], *(produced[int(k)] for k in rng.integers(len(produced), size=3))}
+    g.outputs = sorted(picks, key=produced.index)
+    return g.validate()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_long_lived_intermediates_do_not_clobber_each_other(tmp_path, seed):
+    g = random_dag(seed)
+    project = emit.write_project(compiler.generate(g, targets.load("host"), name="dag"), tmp_path / "p")
+    intermediates = set(g.tensors) - set(g.inputs) - set(g.outputs)
+    assert arena_size(project) >= max(g.tensor(n).nbytes for n in intermediates)
+    model = runtime.load(project, target=target_for("gcc"), werror=True)
+    x = np.random.default_rng(seed).standard_normal(g.shape(g.inputs[0])).astype(np.float32)
+    got = model.run({g.inputs[0]: x})
+    want = reference.run(g, {g.inputs[0]: x})
+    for name in g.outputs:
+        assert_close(name, got[name], want[name])

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen import reference, shapes
+from codegen import passes, reference, shapes
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
 
 RNG_SEED = 1234
@@ -131,3 +131,22 @@ def small_net() -> Graph:
     y = b.layer("dense", [y, w, b.const("fc_b", (5,))], activation=Activation())
     b.act(y, "sigmoid", out="probs")
     return b.output("probs")
+
+
+def varied_graph() -> Graph:
+    """A simplified small net plus layers from most other families, so most templates render."""
+    g = passes.simplify(small_net())
+    b = GraphBuilder("varied")
+    b.graph = g
+    y = b.layer("pad", ["x"], mode="reflect", pads=(0, 0, 1, 2, 0, 0, 2, 1), value=0.0)
+    y = b.layer("pool2d", [y], mode="avg", kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1),
+                ceil_mode=True, count_include_pad=False)
+    y = b.layer("lrn", [y], size=3, alpha=1e-3, beta=0.75, bias=1.0)
+    t = b.layer("transpose", [y], perm=(0, 2, 3, 1))
+    s = b.layer("softmax", [t], axis=3)
+    m = b.layer("matmul", [s, b.const("mm_b", (3, 4))])
+    c = b.layer("concat", [m, m], axis=1)
+    r = b.layer("reduce", [c], op="mean", axes=(1,), keepdims=False)
+    b.layer("binary", [r, b.const("k", np.array(0.5, np.float32))], out="extra", op="div",
+            activation=Activation("leaky_relu", 0.1))
+    return b.output("extra")

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from graphkit import GraphBuilder, small_net
+from graphkit import varied_graph
 
 import codegen
-from codegen import compiler, passes, targets
+from codegen import compiler, targets
 from codegen.emit import c_comment, c_float, c_identifier, c_string, write_project
 from codegen.errors import OutputError
-from codegen.ir import Activation, Graph
 from codegen.paths import TEMPLATES
 from codegen.record import graph_hash
 
@@ -162,25 +164,6 @@ def host():
     return targets.load("host")
 
 
-def varied_graph() -> Graph:
-    """A simplified small net plus layers from most other families, so most templates render."""
-    g = passes.simplify(small_net())
-    b = GraphBuilder("varied")
-    b.graph = g
-    y = b.layer("pad", ["x"], mode="reflect", pads=(0, 0, 1, 2, 0, 0, 2, 1), value=0.0)
-    y = b.layer("pool2d", [y], mode="avg", kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1),
-                ceil_mode=True, count_include_pad=False)
-    y = b.layer("lrn", [y], size=3, alpha=1e-3, beta=0.75, bias=1.0)
-    t = b.layer("transpose", [y], perm=(0, 2, 3, 1))
-    s = b.layer("softmax", [t], axis=3)
-    m = b.layer("matmul", [s, b.const("mm_b", (3, 4))])
-    c = b.layer("concat", [m, m], axis=1)
-    r = b.layer("reduce", [c], op="mean", axes=(1,), keepdims=False)
-    b.layer("binary", [r, b.const("k", np.array(0.5, np.float32))], out="extra", op="div",
-            activation=Activation("leaky_relu", 0.1))
-    return b.output("extra")
-
-
 @pytest.mark.parametrize("weights", ["incbin", "c-array"])
 def test_generate_is_byte_for_byte_reproducible(host, weights):
     first = compiler.generate(varied_graph(), host, name="net", weights=weights)
@@ -251,3 +234,49 @@ def test_write_project_refuses_a_file(host, tmp_path):
     with pytest.raises(OutputError, match="not a folder"):
         write_project(compiler.generate(varied_graph(), host, name="net"), target)
     assert target.read_text() == "x"
+
+
+GENERATE_SCRIPT = r"""
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from graphkit import varied_graph
+from codegen import compiler, targets
+from codegen.frontends.onnx import import_model
+
+rng = np.random.default_rng(0)
+inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+         for n, s in [("w", (4, 3, 3, 3)), ("b", (4,)), ("fc", (5, 4))]]
+nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["f"]),
+         helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
+graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("logits", "probs")],
+                          inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+h = hashlib.sha256()
+for g in (varied_graph(), compiler.import_model(model)):
+    for weights in ("incbin", "c-array"):
+        files = compiler.generate(g, targets.load("host"), name="net", weights=weights)
+        for path in sorted(files):
+            h.update(path.encode() + b"\0" + files[path])
+print(h.hexdigest())
+"""
+
+
+def test_generate_does_not_depend_on_the_hash_seed(tmp_path):
+    """Set and dict orders must not leak into the output: generate under two PYTHONHASHSEEDs."""
+    script = tmp_path / "gen.py"
+    script.write_text(GENERATE_SCRIPT)
+    digests = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, str(script), str(Path(__file__).parent)], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1

@@ -530,3 +530,53 @@ def test_one_dimensional_spatial_ops(op, attrs):
         ins = ["x", "w", "b"]
     model = make_model([helper.make_node(op, ins, ["y"], **attrs)], {"x": (2, 3, 11)}, ["y"], inits)
     check(model)
+
+
+# -- graph outputs that alias other tensors --------------------------------------------------------
+
+RELU_A = helper.make_node("Relu", ["x"], ["a"])
+
+
+@pytest.mark.parametrize("nodes, outputs", [
+    pytest.param([RELU_A, helper.make_node("Identity", ["a"], ["y1"])], ["a", "y1"], id="tensor_then_alias"),
+    pytest.param([helper.make_node("Identity", ["x"], ["y1"]), helper.make_node("Identity", ["x"], ["y2"])],
+                 ["y1", "y2"], id="two_aliases_of_an_input"),
+    pytest.param([RELU_A, helper.make_node("Identity", ["a"], ["y1"]), helper.make_node("Sigmoid", ["a"], ["z"])],
+                 ["y1", "z"], id="alias_also_read_inside"),
+    pytest.param([RELU_A, helper.make_node("Identity", ["a"], ["y1"])], ["y1", "a"], id="alias_then_tensor"),
+    pytest.param([RELU_A, helper.make_node("Identity", ["a"], ["y1"]), helper.make_node("Identity", ["a"], ["y2"])],
+                 ["y1", "y2"], id="two_aliases_of_a_layer_output"),
+    pytest.param([RELU_A, helper.make_node("Identity", ["a"], ["y1"]), helper.make_node("Sigmoid", ["y1"], ["z"])],
+                 ["z", "y1", "a"], id="alias_read_inside_and_tensor"),
+])
+def test_outputs_that_alias_each_other(nodes, outputs):
+    graph = check(make_model(nodes, {"x": (2, 3)}, outputs))
+    producers = graph.producers()
+    assert all(name in producers for name in graph.outputs)  # every output buffer is written by a layer
+    assert len(set(graph.outputs)) == len(outputs)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pool_auto_pad(op, auto_pad):
+    node = helper.make_node(op, ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto_pad)
+    check(make_model([node], {"x": (1, 2, 7, 8)}, ["y"]))
+
+
+def test_average_pool_with_dilations_at_opset_19():
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 0, 0],
+                            count_include_pad=1)
+    check(make_model([node], {"x": (1, 2, 6, 6)}, ["y"], opset=19))
+
+
+def test_concat_skips_empty_inputs():
+    nodes = [helper.make_node("Concat", ["x", "empty", "x"], ["y"], axis=1)]
+    graph = check(make_model(nodes, {"x": (2, 3)}, ["y"], {"empty": np.zeros((2, 0), np.float32)}))
+    assert graph.shape("y") == (2, 6)
+
+
+def test_dropout_with_ratio_and_inference_mode_inputs():
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["d"]), helper.make_node("Relu", ["d"], ["y"])]
+    inits = {"ratio": np.array(0.3, np.float32), "training": np.array(False)}
+    graph = check(make_model(nodes, {"x": (2, 3)}, ["y"], inits, opset=13))
+    assert kinds(graph) == ["activation"]
