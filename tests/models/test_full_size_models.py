@@ -37,3 +37,13 @@ def test_matches_onnxruntime(name, tmp_path):
     assert relative_error(logits, actual["logits"]) <= 1e-4
     assert relative_error(probs, actual["probs"]) <= 1e-4
     assert int(actual["logits"].argmax()) == int(logits.argmax())
+
+
+@pytest.mark.parametrize("opset", [9, 11, 13, 18, 21])
+def test_opsets_of_a_full_network(opset, tmp_path):
+    """MobileNetV3-Small written at several opsets: Clip, Squeeze, ReduceMean and HardSwish change form."""
+    model = zoo.build("mobilenet_v3_small", opset=opset)
+    inputs = zoo.example_input(model, seed=3)
+    expected = onnxruntime_outputs(model, inputs)
+    actual = codegen.load(codegen.compile_model(model, tmp_path / "p", name="v3s")).run(inputs)
+    assert relative_error(expected["logits"], actual["logits"]) <= 1e-4
