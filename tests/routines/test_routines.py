@@ -15,11 +15,10 @@ from codegen import compiler, targets
 from codegen.routines import REGISTRY
 
 
-def params(family: str):
+def params(family: str) -> list:
     cases = FAMILIES[family]
-    for case, cid in zip(cases, case_ids(cases), strict=True):
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        yield pytest.param(case, id=cid, marks=marks)
+    return [pytest.param(case, id=cid, marks=[pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else [])
+            for case, cid in zip(cases, case_ids(cases), strict=True)]
 
 
 def check(builds, family: str, cc: str, case: Case) -> None:

@@ -366,7 +366,7 @@ def pool_params():
                                        id=f"{op}-{window}-ceil{ceil_mode}-cip{count_include_pad}")
 
 
-@pytest.mark.parametrize("op, shape, kernel, strides, pads, ceil_mode, count_include_pad", pool_params())
+@pytest.mark.parametrize("op, shape, kernel, strides, pads, ceil_mode, count_include_pad", list(pool_params()))
 def test_pooling(op, shape, kernel, strides, pads, ceil_mode, count_include_pad):
     attrs = dict(kernel_shape=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode)
     if count_include_pad is not None:
