@@ -5,9 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# clang for the second compiler, the aarch64 cross toolchain and qemu for the cross build test.
-APT_PACKAGES := gcc make cmake binutils clang lld gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-TEST_TOOLS := gcc make cmake nm clang aarch64-linux-gnu-gcc qemu-aarch64
+# clang for the second compiler, the aarch64 cross toolchain and qemu for the cross build test,
+# OpenSSH for the remote-profiling tests (they start their own sshd on loopback).
+APT_PACKAGES := gcc make cmake binutils clang lld gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+	openssh-server openssh-client
+TEST_TOOLS := gcc make cmake nm clang aarch64-linux-gnu-gcc qemu-aarch64 ssh /usr/sbin/sshd
 DEMO := build/demo/tiny_cnn
 
 .PHONY: demo test setup system-deps lint clean

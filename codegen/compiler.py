@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import onnx
@@ -13,7 +14,7 @@ from .errors import ModelError
 from .frontends import onnx as onnx_frontend
 from .ir import Graph
 from .progress import SILENT, Progress
-from .routines import RoutineInstance, reference_routine
+from .selection import Selection, materialize, reference_selection
 from .targets import Target
 from .targets import load as load_target
 
@@ -30,17 +31,21 @@ def import_model(model: ModelSource, *, input_shapes: dict[str, tuple[int, ...]]
     return passes.simplify(graph) if simplify else graph
 
 
-def select_routines(graph: Graph, target: Target) -> list[RoutineInstance]:
-    """The routine path. For now the portable reference routine for every layer."""
-    return [RoutineInstance(reference_routine(layer, graph), layer, {}) for layer in graph.layers]
+def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin",
+             selections: Mapping[str, Selection] | None = None) -> dict[str, bytes]:
+    """Every file of the C project for `graph`, as relative path -> bytes.
 
-
-def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin") -> dict[str, bytes]:
-    """Every file of the C project for `graph`, as relative path -> bytes."""
+    `selections` fixes each layer's routine, layout and parameters (the routine path);
+    by default every layer runs its portable reference routine.
+    """
     graph = passes.own_outputs(graph)
-    instances = select_routines(graph, target)
-    program = lower(graph, instances, name)
+    chosen = dict(selections or {})
+    for layer in graph.layers:
+        chosen.setdefault(layer.name, reference_selection(layer, graph))
+    lowered, instances = materialize(graph, chosen)
+    program = lower(lowered, instances, name)
     path = [{"layer": i.layer.name, "kind": i.layer.kind, "routine": i.routine.name, "params": i.params,
+             "layout": chosen[i.layer.name].layout.value if i.layer.name in chosen else "adapt",
              "template_sha256": i.routine.template_hash(), "time_us": None} for i in instances]
     rec = record.make_record(graph, target.describe(), path, program.io)
     rec["arena_bytes"] = program.arena.size

@@ -1,7 +1,7 @@
 """Routines: how each layer kind is computed. Importing this package fills the registry."""
 
 from . import conv, data, elementwise, gemm, normalization, pool  # noqa: F401  (declarations)
-from .registry import (
+from .registry import (  # noqa: I001  (the declarations above must run first)
     REGISTRY,
     Argument,
     Routine,
@@ -14,3 +14,5 @@ from .registry import (
 
 __all__ = ["REGISTRY", "Argument", "Routine", "RoutineInstance", "by_name", "candidates",
            "reference_routine", "register"]
+
+from .. import adapt  # noqa: E402,F401  (adapt routines are registry entries too)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir import Graph, Layer
-from .loops import collapse, strides_of
+import numpy as np
+
+from ..ir import Graph, Layer, Layout
+from .loops import AXES, collapse, logical_strides, physical_order, physical_shape, strides_of
 from .registry import Params, Routine, register
 
 
@@ -23,14 +25,37 @@ def transpose_context(layer: Layer, graph: Graph, params: Params) -> dict[str, A
 
 
 def concat_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
-    axis = layer.attrs["axis"]
-    out = graph.shape(layer.outputs[0])
+    """Each input contributes one contiguous chunk per outer index of the (physical) concat axis."""
+    out = graph.tensor(layer.outputs[0])
+    order = physical_order(out.shape, out.layout)
+    axis = order.index(layer.attrs["axis"])  # the concat axis's position in memory order
     chunks, offset = [], 0
     for name in layer.inputs:
-        size = math.prod(graph.shape(name)[axis:])
+        size = math.prod(physical_shape(graph.shape(name), out.layout)[axis:])
         chunks.append({"offset": offset, "size": size})
         offset += size
-    return dict(axis=axis, outer=math.prod(out[:axis]), total=offset, chunks=chunks)
+    return dict(axis=layer.attrs["axis"], outer=math.prod(physical_shape(out.shape, out.layout)[:axis]),
+                total=offset, chunks=chunks)
+
+
+def pack_to_layout(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+    """Constant 4-D inputs stored in the layout the routine runs in (they arrive row-major)."""
+    layout = graph.tensor(layer.outputs[0]).layout
+    packed: list[np.ndarray | None] = []
+    for name in layer.inputs:
+        tensor = graph.tensor(name) if name else None
+        if tensor is not None and tensor.is_constant and len(tensor.shape) == 4 and layout is Layout.NHWC:
+            packed.append(np.ascontiguousarray(tensor.data.transpose(AXES[Layout.NHWC])))
+        else:
+            packed.append(None)
+    return packed
+
+
+def flatten_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+    """Reshape of an NHWC tensor: walk the output (row-major) and gather through the input's layout."""
+    x = graph.tensor(layer.inputs[0])
+    shape, (x_st, y_st) = collapse(x.shape, logical_strides(x.shape, x.layout), strides_of(x.shape))
+    return dict(shape=shape, x_strides=x_st, y_strides=y_st)
 
 
 def pad_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -50,12 +75,20 @@ def _reflect_fits(layer: Layer, graph: Graph) -> bool:
     return all(pads[i] < d and pads[i + len(shape)] < d for i, d in enumerate(shape))
 
 
-for kind in ("copy", "reshape"):
-    register(Routine(kind=kind, algorithm="ref", template="data/copy-ref-scalar.c.j2",
-                     context=copy_context, roles=("x",)))
+BOTH = (Layout.NCHW, Layout.NHWC)
+
+register(Routine(kind="copy", algorithm="ref", template="data/copy-ref-scalar.c.j2", layouts=BOTH,
+                 context=copy_context, roles=("x",)))
+register(Routine(kind="reshape", algorithm="ref", template="data/copy-ref-scalar.c.j2",
+                 context=copy_context, roles=("x",)))
+# An NHWC tensor flattened (to a rank other than 4) is reordered into the row-major result.
+register(Routine(kind="reshape", algorithm="gather", template="data/transpose-ref-scalar.c.j2",
+                 layouts=(Layout.NHWC,), context=flatten_context, roles=("x",),
+                 accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4
+                 and len(graph.shape(layer.outputs[0])) != 4))
 register(Routine(kind="transpose", algorithm="ref", template="data/transpose-ref-scalar.c.j2",
                  context=transpose_context, roles=("x",)))
-register(Routine(kind="concat", algorithm="ref", template="data/concat-ref-scalar.c.j2",
-                 context=concat_context))
+register(Routine(kind="concat", algorithm="ref", template="data/concat-ref-scalar.c.j2", layouts=BOTH,
+                 context=concat_context, pack=pack_to_layout))
 register(Routine(kind="pad", algorithm="ref", template="data/pad-ref-scalar.c.j2",
                  accepts=_reflect_fits, context=pad_context, roles=("x",)))

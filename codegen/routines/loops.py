@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..ir import Layout
+
 
 def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:
     out, acc = [], 1
@@ -45,3 +47,28 @@ def collapse(shape: tuple[int, ...], *strides: tuple[int, ...]) -> tuple[tuple[i
 
 def size(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+# Axis order of each layout, as indices into the logical NCHW shape.
+AXES = {Layout.NCHW: (0, 1, 2, 3), Layout.NHWC: (0, 2, 3, 1)}
+
+
+def physical_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    return tuple(shape[a] for a in AXES[layout]) if layout in AXES and len(shape) == 4 else shape
+
+
+def physical_order(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """The logical axes in the order they are stored (outermost first)."""
+    return AXES[layout] if layout in AXES and len(shape) == 4 else tuple(range(len(shape)))
+
+
+def logical_strides(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """Element strides of each logical (NCHW) axis of a tensor stored in `layout`."""
+    if layout not in AXES or len(shape) != 4:
+        return strides_of(shape)
+    axes = AXES[layout]
+    phys = strides_of(physical_shape(shape, layout))
+    out = [0] * 4
+    for position, axis in enumerate(axes):
+        out[axis] = phys[position]
+    return tuple(out)

@@ -21,7 +21,7 @@ def pool2d_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
 
 def global_avgpool_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
     shape = graph.shape(layer.inputs[0])
-    return dict(P=shape[0] * shape[1], S=math.prod(shape[2:]))
+    return dict(N=shape[0], C=shape[1], P=shape[0] * shape[1], S=math.prod(shape[2:]))
 
 
 def reduce_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -33,11 +33,16 @@ def reduce_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
                 COUNT=math.prod(x) // math.prod(kept))
 
 
-register(Routine(kind="pool2d", algorithm="ref", layout=Layout.NCHW,
+register(Routine(kind="pool2d", algorithm="ref", layouts=(Layout.NCHW,),
                  template="pool/pool2d-ref-scalar-nchw.c.j2", context=pool2d_context, roles=("x",)))
-register(Routine(kind="global_avgpool", algorithm="ref", layout=Layout.NCHW,
+register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NCHW,),
                  template="pool/globalavgpool-ref-scalar-nchw.c.j2", context=global_avgpool_context,
                  roles=("x",)))
+register(Routine(kind="pool2d", algorithm="ref", layouts=(Layout.NHWC,),
+                 template="pool/pool2d-ref-scalar-nhwc.c.j2", context=pool2d_context, roles=("x",)))
+register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NHWC,),
+                 template="pool/globalavgpool-ref-scalar-nhwc.c.j2", context=global_avgpool_context,
+                 roles=("x",), accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4))
 register(Routine(kind="reduce", algorithm="ref", template="pool/reduce-ref-scalar.c.j2",
                  accepts=lambda layer, graph: layer.attrs["op"] == "mean", context=reduce_context,
                  roles=("x",)))

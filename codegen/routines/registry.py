@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RoutineError
-from ..ir import DType, Format, Graph, Layer, Layout
+from ..ir import DType, Graph, Layer, Layout
 from ..paths import TEMPLATES
 
 Params = Mapping[str, Any]
@@ -46,7 +46,9 @@ class Routine:
     algorithm: str
     template: str  # path under templates/
     dtype: DType = DType.F32
-    layout: Layout = Layout.ANY  # layout of the activations it reads and writes
+    # Layouts its 4-D activations may be in (one instance per layout); ANY means row-major
+    # (which is NCHW for 4-D tensors) and is what routines on flat tensors declare.
+    layouts: tuple[Layout, ...] = (Layout.ANY,)
     isa: str = "scalar"  # ISA features it needs (gated by the target)
     device: str = "cpu"
     params: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # tunable space
@@ -59,16 +61,12 @@ class Routine:
     @property
     def name(self) -> str:
         parts = [self.dtype.value, self.kind.replace("_", "")]
-        if self.layout is not Layout.ANY:
-            parts.append(self.layout.value)
+        if len(self.layouts) == 1 and self.layouts[0] is not Layout.ANY:
+            parts.append(self.layouts[0].value)
         parts += [self.algorithm, self.isa]
         if self.device != "cpu":
             parts.append(self.device)
         return "-".join(parts)
-
-    @property
-    def format(self) -> Format:
-        return Format(self.device, self.dtype, self.layout)
 
     def parameter_space(self) -> Iterator[dict[str, Any]]:
         keys = sorted(self.params)
@@ -159,7 +157,7 @@ def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"sca
 def reference_routine(layer: Layer, graph: Graph) -> Routine:
     """The portable `*-ref-scalar` routine for a layer: the fallback on any C99 compiler."""
     for routine in candidates(layer, graph):
-        if routine.algorithm == "ref":
+        if routine.algorithm == "ref" and (Layout.ANY in routine.layouts or Layout.NCHW in routine.layouts):
             return routine
     kinds = sorted({r.kind for r in REGISTRY})
     if layer.kind in ("gather", "cast", "shape_of"):

@@ -151,6 +151,10 @@ def data_cases() -> list[Case]:
         Case("reshape_flatten", "reshape", [(2, 3, 4)], dict(shape=(4, 6))),
         Case("reshape_to_scalar", "reshape", [(1,)], dict(shape=())),
         Case("reshape_add_ones", "reshape", [(6,)], dict(shape=(1, 2, 3, 1))),
+        Case("reshape_flatten_image", "reshape", [(2, 3, 5, 7)], dict(shape=(2, 105))),
+        Case("reshape_image_to_rank3", "reshape", [(1, 4, 3, 3)], dict(shape=(4, 3, 3))),
+        Case("reshape_pooled_image", "reshape", [(2, 8, 1, 1)], dict(shape=(2, 8))),
+        Case("copy_image", "copy", [(2, 3, 5, 7)]),
     ]
     perms = [((3, 4), (1, 0))]
     perms += [((2, 3, 4), p) for p in itertools.permutations(range(3)) if p != (0, 1, 2)]

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from codegen import build, emit, record, runtime, shapes, targets
+from codegen import build, compiler, emit, runtime, shapes, targets
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Tensor
-from codegen.routines import Routine, RoutineInstance, candidates, reference_routine
+from codegen.selection import Selection, selections_for
 from codegen.targets import Target
 
 RTOL = 1e-5  # relative to the largest |reference| value of the case
@@ -89,7 +89,7 @@ class FamilyGraph:
     graph: Graph
     inputs: dict[str, np.ndarray]
     variants: dict[str, list[Variant]]  # case id -> every routine instance that implements it
-    chosen: dict[str, tuple[Routine, dict[str, Any]]]  # layer name -> routine and parameters
+    chosen: dict[str, Selection]  # layer name -> the routine, layout and parameters its path was made for
 
 
 def _value(spec: In | Const, rng: np.random.Generator) -> np.ndarray:
@@ -105,13 +105,14 @@ def _value(spec: In | Const, rng: np.random.Generator) -> np.ndarray:
 
 def build_family(name: str, cases: list[Case], seed: int = 0, target: Target | None = None) -> FamilyGraph:
     """One graph holding a path per (case, routine instance): every routine of the registry that accepts
-    the case's layer on `target` (the host by default), with every point of its parameter space."""
+    the case's layer on `target` (the host by default), in each of its layouts, with every point of its
+    parameter space. Paths in another layout than the graph's get adapt layers on both sides."""
     target = target or targets.load("host")
     rng = np.random.default_rng(seed)
     g = Graph(name, {}, [], [], [])
     feeds: dict[str, np.ndarray] = {}
     variants: dict[str, list[Variant]] = {}
-    chosen: dict[str, tuple[Routine, dict[str, Any]]] = {}
+    chosen: dict[str, Selection] = {}
     paths = 0
 
     def add_tensor(tname: str, shape: tuple[int, ...], data: np.ndarray | None = None) -> str:
@@ -155,16 +156,14 @@ def build_family(name: str, cases: list[Case], seed: int = 0, target: Target | N
 
     for case in cases:
         layer, out = add_path(case, case.id)
-        instances = [(r, params) for r in candidates(layer, g, target.isa, target.devices)
-                     for params in r.parameter_space()]
-        assert instances, f"{case.id}: no routine accepts this layer"
+        selections = selections_for(layer, g, target.isa, target.devices)
+        assert selections, f"{case.id}: no routine accepts this layer"
         variants[case.id] = []
-        for i, (routine, params) in enumerate(instances):
-            label = routine.name + "".join(f"/{k}={v}" for k, v in sorted(params.items()))
+        for i, selection in enumerate(selections):
             if i:
-                layer, out = add_path(case, f"{case.id}@{label}")
-            chosen[layer.name] = (routine, params)
-            variants[case.id].append(Variant(label, layer.name, out))
+                layer, out = add_path(case, f"{case.id}@{selection.key}")
+            chosen[layer.name] = selection
+            variants[case.id].append(Variant(selection.key, layer.name, out))
     g.validate()
     return FamilyGraph(g, feeds, variants, chosen)
 
@@ -176,26 +175,9 @@ def target_for(cc: str) -> Target:
     return dataclasses.replace(targets.load("host"), name=f"host-{cc}", cc=cc)
 
 
-def instances_for(fg: FamilyGraph) -> list[RoutineInstance]:
-    """The routine of each layer: the one the case path was made for; the reference routine elsewhere."""
-    result = []
-    for layer in fg.graph.layers:
-        routine, params = fg.chosen.get(layer.name) or (reference_routine(layer, fg.graph), {})
-        result.append(RoutineInstance(routine, layer, dict(params)))
-    return result
-
-
 def generate(fg: FamilyGraph, name: str, weights: str = "incbin") -> dict[str, bytes]:
-    """codegen.compiler.generate with the routine of every layer forced (see instances_for)."""
-    target = targets.load("host")
-    instances = instances_for(fg)
-    program = emit.lower(fg.graph, instances, name)
-    path = [{"layer": i.layer.name, "kind": i.layer.kind, "routine": i.routine.name, "params": i.params,
-             "template_sha256": i.routine.template_hash(), "time_us": None} for i in instances]
-    rec = record.make_record(fg.graph, target.describe(), path, program.io)
-    rec["arena_bytes"] = program.arena.size
-    rec["weights_bytes"] = len(program.weights)
-    return emit.render(program, record.dumps(rec), weights)
+    """The project with the routine of every case path forced; the reference routine elsewhere."""
+    return compiler.generate(fg.graph, targets.load("host"), name=name, weights=weights, selections=fg.chosen)
 
 
 def write(fg: FamilyGraph, out_dir: Path, name: str, weights: str = "incbin") -> Path:

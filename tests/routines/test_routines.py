@@ -5,13 +5,10 @@ One parametrised test per layer family; each family is one graph, compiled once 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from routine_cases import FAMILIES
-from routine_kit import COMPILERS, Case, assert_close, case_ids, generate, routines_used
+from routine_kit import COMPILERS, Case, assert_close, case_ids, routines_used
 
-from codegen import compiler, targets
 from codegen.routines import REGISTRY
 
 
@@ -81,16 +78,6 @@ def test_family_under_sanitizers(builds, family, cc):
                 if not case.xfail:
                     failures.append(str(exc).splitlines()[0])
     assert not failures, "\n".join(failures)
-
-
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_harness_generates_what_the_compiler_generates(builds, family):
-    """routine_kit.generate only forces routines: given the compiler's own choices it writes the same bytes."""
-    fg = builds.graph(family)
-    host = targets.load("host")
-    own = {i.layer.name: (i.routine, i.params) for i in compiler.select_routines(fg.graph, host)}
-    mirrored = dataclasses.replace(fg, chosen=own)
-    assert generate(mirrored, "same") == compiler.generate(fg.graph, host, name="same")
 
 
 def test_every_registered_routine_is_exercised(builds):

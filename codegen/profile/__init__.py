@@ -1,0 +1,1 @@
+"""Profiling on the target: runners, the benchmark harness and the profile cache."""
