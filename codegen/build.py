@@ -80,23 +80,30 @@ def build(project: str | os.PathLike, *, kind: str = "shared", target: str | Tar
     product = out_dir / (f"lib{name}.so" if kind == "shared" else f"{name}_run")
     if product.exists():
         return product
-    obj_dir = out_dir / "obj"
-    obj_dir.mkdir(parents=True, exist_ok=True)
-    sources = _sources(project, name)
-    objects = [obj_dir / (src.stem + ".o") for src in sources]
     include = ["-I", str(project / "include"), f"-Wa,-I{project / 'src'}"]
-    commands = [[cc, *flags, *include, "-c", str(src), "-o", str(obj)] for src, obj in zip(sources, objects)]
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        for future in [pool.submit(_run, cmd, project) for cmd in commands]:
-            future.result()
     link_flags = [*tgt.ldflags, *(SANITIZE[:1] if sanitize else ())]
-    tmp = product.with_suffix(".tmp")
     if kind == "shared":
-        _run([cc, "-shared", *flags, *link_flags, *map(str, objects), "-o", str(tmp), *tgt.libs], project)
+        compile_and_link(cc, flags, include, _sources(project, name), out_dir / "obj", product,
+                         link=["-shared", *link_flags], libs=tgt.libs, cwd=project, jobs=jobs)
     elif kind == "program":
-        _run([cc, *flags, *include, *link_flags, str(main_path), *map(str, objects), "-o", str(tmp),
-              *tgt.libs], project)
+        compile_and_link(cc, flags, include, [*_sources(project, name), main_path], out_dir / "obj", product,
+                         link=link_flags, libs=tgt.libs, cwd=project, jobs=jobs)
     else:
         raise BuildError(f"unknown build kind '{kind}' (shared or program)")
+    return product
+
+
+def compile_and_link(cc: str, flags: list[str], include: list[str], sources: list[Path], obj_dir: Path,
+                     product: Path, *, link: list[str], libs: tuple[str, ...], cwd: Path,
+                     jobs: int | None = None) -> Path:
+    """Compile `sources` in parallel, then link them into `product` (written atomically)."""
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    objects = [obj_dir / f"{i:03d}_{src.stem}.o" for i, src in enumerate(sources)]
+    commands = [[cc, *flags, *include, "-c", str(src), "-o", str(obj)] for src, obj in zip(sources, objects)]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        for future in [pool.submit(_run, cmd, cwd) for cmd in commands]:
+            future.result()
+    tmp = product.with_suffix(".tmp")
+    _run([cc, *flags, *link, *map(str, objects), "-o", str(tmp), *libs], cwd)
     os.replace(tmp, product)
     return product

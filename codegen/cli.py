@@ -63,9 +63,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_model
 
     progress = Progress(enabled=not args.quiet)
-    progress.note(f"compiling {args.model} for target '{args.target}'")
+    if args.record and args.reference:
+        raise UsageError("give either --record or --reference, not both")
+    how = f"with the path in {args.record}" if args.record else \
+        "with the reference routines" if args.reference else "tuning on the target first"
+    progress.note(f"compiling {args.model} for target '{args.target}', {how}")
     out = compile_model(args.model, args.output, name=args.name, target=args.target,
                         input_shapes=_parse_shapes(args.input_shape), weights=args.weights,
+                        record=args.record, reference=args.reference, reprofile=args.reprofile,
                         progress=progress)
     if args.build:
         from .build import build
@@ -73,6 +78,27 @@ def cmd_compile(args: argparse.Namespace) -> int:
         with progress.step("building the shared library"):
             build(out, kind="shared", target=args.target)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .compiler import tune_model
+    from .record import dumps
+
+    progress = Progress(enabled=not args.quiet)
+    progress.note(f"tuning {args.model} for target '{args.target}'")
+    record = tune_model(args.model, target=args.target, input_shapes=_parse_shapes(args.input_shape),
+                        reprofile=args.reprofile, progress=progress)
+    out = Path(args.output)
+    try:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(dumps(record))
+        tmp.replace(out)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write the tuning record ({exc.strerror})") from None
+    predicted = record["predicted_us"]
+    print(f"wrote {out}: predicted {predicted['dprs'] / 1e3:.3f} ms per run "
+          f"({'optimal' if record['optimal'] else 'best found'}); greedy {predicted['greedy'] / 1e3:.3f} ms")
     return 0
 
 
@@ -174,6 +200,10 @@ def _median_ms(fn, repeat: int) -> float:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.record:
+        return _inspect_record(args)
+    if not args.model:
+        raise UsageError("inspect needs a model file, or --record TUNING.json")
     from .compiler import import_model
     from .ir import format_shape
 
@@ -187,14 +217,48 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         rows.append((str(i), layer.name[:40], layer.kind + act, " ".join(format_shape(graph.shape(n)) for n in ins),
                      " ".join(format_shape(graph.shape(n)) for n in layer.outputs), f"{params:,}",
                      f"{macs[layer.name]:,}"))
-    header = ("#", "layer", "kind", "input", "output", "params", "MACs")
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.rjust(w) if c in (0, 5, 6) else cell.ljust(w)
-                        for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    _table(("#", "layer", "kind", "input", "output", "params", "MACs"), rows, {0, 5, 6})
     total_params = sum(t.size for t in graph.constants())
     print(f"\n{len(graph.layers)} layers, {total_params:,} parameters, "
           f"{sum(macs.values()) / 1e6:,.1f} M MACs")
+    return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> None:
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.rjust(w) if c in right else cell.ljust(w)
+                        for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _inspect_record(args: argparse.Namespace) -> int:
+    """Per layer: the chosen instance, its time, the adapts around it, the runner-up; then the totals."""
+    from .compiler import load_record
+
+    record = load_record(args.record)
+    adapts_of: dict[str, list[str]] = {}
+    for a in record.get("adapts", []):
+        adapts_of.setdefault(a["tensor"], []).append(f"{a['src']}->{a['dst']} {a['time_us']:.1f}us")
+    rows = []
+    for entry in record["path"]:
+        up = entry.get("runner_up")
+        time_us = entry.get("time_us")
+        rows.append((entry["layer"][:32], entry["instance"].split("|")[0][:56],
+                     "-" if time_us is None else f"{time_us:.1f}",
+                     "-" if not up else f"{up['instance'][:48]} {up['time_us']:.1f}"))
+    _table(("layer", "chosen instance", "us", "runner-up (us)"), rows, {2})
+    if record.get("adapts"):
+        print("\nadapts:")
+        for a in record["adapts"]:
+            print(f"  {a['tensor']}: {a['src']} -> {a['dst']}  {a['time_us']:.1f} us")
+    predicted = record.get("predicted_us")
+    if predicted:
+        print("\npredicted time per run:")
+        for label, value in predicted.items():
+            print(f"  {label:<10} {value / 1e3:10.3f} ms")
+        print(f"DPRS path {'proven optimal' if record.get('optimal') else 'not proven optimal'}; "
+              f"profiled {record['profiling']['instances']} instances "
+              f"({record['profiling']['measured']} measured) in {record['profiling']['seconds']:.1f} s")
     return 0
 
 
@@ -241,9 +305,25 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", choices=("incbin", "c-array"), default="incbin",
                    help="weights as a binary blob pulled in by .incbin (default), or as a C array")
     c.add_argument("--build", action="store_true", help="also build it as a shared library for the host")
+    c.add_argument("--record", metavar="TUNING.json",
+                   help="use the routine path of this tuning record: no profiling, reproducible output")
+    c.add_argument("--reference", action="store_true",
+                   help="use the portable reference routines (no tuning)")
+    c.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
     shapes(c)
     quiet(c)
     c.set_defaults(func=cmd_compile)
+
+    tu = sub.add_parser("tune", help="profile on the target and choose the routine path",
+                        description="Measure every candidate routine (and adapt) on the target, cached, and "
+                                    "choose the fastest routine path with DPRS; write the tuning record.")
+    tu.add_argument("model", help="the model file (.onnx)")
+    tu.add_argument("-o", "--output", required=True, metavar="TUNING.json", help="the tuning record to write")
+    tu.add_argument("--target", default="host", help="target name or .toml path (default: host)")
+    tu.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
+    shapes(tu)
+    quiet(tu)
+    tu.set_defaults(func=cmd_tune)
 
     r = sub.add_parser("run", help="run a generated project on .npy inputs",
                        description="Build (cached) and run a generated project on numpy arrays.")
@@ -274,8 +354,10 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="list a model's layers, shapes and MACs",
                        description="Print the layers neurogen compiles MODEL into, with shapes, "
                                    "parameter counts and multiply-accumulates.")
-    i.add_argument("model", help="the model file (.onnx)")
+    i.add_argument("model", nargs="?", help="the model file (.onnx)")
     i.add_argument("--raw", action="store_true", help="show the graph before simplification")
+    i.add_argument("--record", metavar="TUNING.json",
+                   help="report a tuning record: chosen routines, times, adapts, runner-ups, predicted totals")
     shapes(i)
     i.set_defaults(func=cmd_inspect)
 

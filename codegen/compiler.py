@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -13,10 +15,13 @@ from .emit import c_identifier, lower, render, write_project
 from .errors import ModelError
 from .frontends import onnx as onnx_frontend
 from .ir import Graph
+from .profile.cache import ProfileCache
+from .profile.harness import Settings
 from .progress import SILENT, Progress
 from .selection import Selection, materialize, reference_selection
 from .targets import Target
 from .targets import load as load_target
+from .tune import RecordError, check_record, selections_from_record, tune
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 
@@ -28,15 +33,17 @@ def import_model(model: ModelSource, *, input_shapes: dict[str, tuple[int, ...]]
         graph = onnx_frontend.import_model(model, input_shapes=input_shapes)
     else:
         raise ModelError(f"{model}: unknown model format (expected a .onnx file)")
-    return passes.simplify(graph) if simplify else graph
+    return passes.own_outputs(passes.simplify(graph)) if simplify else graph
 
 
 def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin",
-             selections: Mapping[str, Selection] | None = None) -> dict[str, bytes]:
+             selections: Mapping[str, Selection] | None = None,
+             tuning: dict[str, Any] | None = None) -> dict[str, bytes]:
     """Every file of the C project for `graph`, as relative path -> bytes.
 
     `selections` fixes each layer's routine, layout and parameters (the routine path);
-    by default every layer runs its portable reference routine.
+    layers without one run their portable reference routine. `tuning`, the record the
+    path came from, is written into the project as tuning.json.
     """
     graph = passes.own_outputs(graph)
     chosen = dict(selections or {})
@@ -44,13 +51,16 @@ def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin"
         chosen.setdefault(layer.name, reference_selection(layer, graph))
     lowered, instances = materialize(graph, chosen)
     program = lower(lowered, instances, name)
-    path = [{"layer": i.layer.name, "kind": i.layer.kind, "routine": i.routine.name, "params": i.params,
-             "layout": chosen[i.layer.name].layout.value if i.layer.name in chosen else "adapt",
-             "template_sha256": i.routine.template_hash(), "time_us": None} for i in instances]
-    rec = record.make_record(graph, target.describe(), path, program.io)
-    rec["arena_bytes"] = program.arena.size
-    rec["weights_bytes"] = len(program.weights)
+    rec = dict(tuning) if tuning is not None else reference_record(graph, target, chosen)
+    rec.update(io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
+               emitted=[{"layer": i.layer.name, "routine": i.routine.name} for i in instances])
     return render(program, record.dumps(rec), weights)
+
+
+def reference_record(graph: Graph, target: Target, chosen: Mapping[str, Selection]) -> dict[str, Any]:
+    """The record of an untuned path: which instance runs each layer, no times."""
+    path = [{"layer": layer.name, "instance": chosen[layer.name].key, "time_us": None} for layer in graph.layers]
+    return record.make_record(graph, target.describe(), path)
 
 
 def default_name(model: ModelSource) -> str:
@@ -61,13 +71,52 @@ def default_name(model: ModelSource) -> str:
 
 def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str | None = None,
                   target: str | Target = "host", input_shapes: dict[str, tuple[int, ...]] | None = None,
-                  weights: str = "incbin", progress: Progress = SILENT) -> Path:
-    """Compile a model into a standalone C project in `out_dir`; returns the folder."""
+                  weights: str = "incbin", record: str | os.PathLike | dict[str, Any] | None = None,
+                  reference: bool = False, reprofile: bool = False, cache: ProfileCache | None = None,
+                  progress: Progress = SILENT) -> Path:
+    """Compile a model into a standalone C project in `out_dir`; returns the folder.
+
+    The routine path comes from `record` (a tuning record: no profiling, reproducible
+    bytes), or is the portable reference path with `reference=True`, or else is tuned
+    on the target first (measurements come from the profile cache where it has them).
+    """
     tgt = target if isinstance(target, Target) else load_target(target)
     name = c_identifier(name) if name else default_name(model)
     with progress.step("importing and simplifying"):
         graph = import_model(model, input_shapes=input_shapes)
+    selections, tuning = None, None
+    if record is not None:
+        tuning = load_record(record)
+        check_record(tuning, graph, tgt, source=str(record) if not isinstance(record, dict) else "tuning record")
+        selections = selections_from_record(tuning, graph, tgt)
+    elif not reference:
+        tuning = tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress)
+        selections = selections_from_record(tuning, graph, tgt)
     with progress.step(f"generating C for {len(graph.layers)} layers"):
-        files = generate(graph, tgt, name=name, weights=weights)
+        files = generate(graph, tgt, name=name, weights=weights, selections=selections, tuning=tuning)
     with progress.step(f"writing {out_dir}"):
         return write_project(files, out_dir)
+
+
+def tune_model(model: ModelSource, *, target: str | Target = "host",
+               input_shapes: dict[str, tuple[int, ...]] | None = None, reprofile: bool = False,
+               cache: ProfileCache | None = None, settings: Settings | None = None,
+               progress: Progress = SILENT) -> dict[str, Any]:
+    """Profile a model's candidate routines on the target and select its routine path: the tuning record."""
+    tgt = target if isinstance(target, Target) else load_target(target)
+    with progress.step("importing and simplifying"):
+        graph = import_model(model, input_shapes=input_shapes)
+    return tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
+                settings=settings or Settings())
+
+
+def load_record(record: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(record, dict):
+        return record
+    path = Path(record)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read the tuning record ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not a tuning record (invalid JSON: {exc})") from None

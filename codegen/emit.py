@@ -201,47 +201,52 @@ def _weights_rows(blob: bytes) -> str:
     return "\n".join(rows)
 
 
+def routine_sources(program: Program, env: jinja2.Environment) -> tuple[dict[str, Any], dict[str, str]]:
+    """The routine files and the internal header of a program, with the template values they used."""
+    name = program.name
+    for step in program.steps:
+        ctx = step.instance.template_context(program.graph)
+        ctx["signature"] = step.head
+        step.body = env.get_template(step.instance.routine.template).render(ctx).strip("\n")
+    routines: dict[str, list[Step]] = {}
+    for step in program.steps:
+        routines.setdefault(step.instance.routine.name, []).append(step)
+    groups = [{"name": r, "file": f"src/routines/{r.replace('-', '_')}.c", "steps": s}
+              for r, s in sorted(routines.items())]
+    common = dict(name=name, NAME=name.upper(), version=__version__, routines=groups,
+                  weights_size=len(program.weights), weights_align=ALIGNMENT)
+    files = {g["file"]: env.get_template("project/routines.c.j2").render(common, routine=g) for g in groups}
+    files[f"src/{name}_internal.h"] = env.get_template("project/internal.h.j2").render(common)
+    return common, files
+
+
 def render(program: Program, record_json: str, weights_mode: str = "incbin") -> dict[str, bytes]:
     """Every file of the project, as relative path -> bytes."""
     if weights_mode not in WEIGHT_MODES:
         raise OutputError(f"unknown weights mode '{weights_mode}' (choose from {', '.join(WEIGHT_MODES)})")
     env = environment()
     name = program.name
-    for step in program.steps:
-        ctx = step.instance.template_context(program.graph)
-        ctx["signature"] = step.head
-        step.body = env.get_template(step.instance.routine.template).render(ctx).strip("\n")
-
-    routines: dict[str, list[Step]] = {}
-    for step in program.steps:
-        routines.setdefault(step.instance.routine.name, []).append(step)
-    routine_groups = [{"name": r, "file": f"src/routines/{r.replace('-', '_')}.c", "steps": s}
-                      for r, s in sorted(routines.items())]
-
-    common = dict(
-        name=name, NAME=name.upper(), version=__version__, model_name=program.graph.name,
-        steps=program.steps, routines=routine_groups, arena_size=program.arena.size,
-        arena_align=program.arena.alignment, weights_size=len(program.weights),
-        weights_align=ALIGNMENT, weights_mode=weights_mode,
+    common, routine_files = routine_sources(program, env)
+    common.update(
+        model_name=program.graph.name, steps=program.steps, arena_size=program.arena.size,
+        arena_align=program.arena.alignment, weights_mode=weights_mode,
         inputs=program.io["inputs"], outputs=program.io["outputs"],
         max_rank=max(len(io["shape"]) for io in program.io["inputs"] + program.io["outputs"]),
     )
-    sources = [f"src/{name}.c"] + [g["file"] for g in routine_groups]
+    sources = [f"src/{name}.c"] + [g["file"] for g in common["routines"]]
     if program.weights:
         sources.append(f"src/{name}_weights.c")
     common["sources"] = sources
 
     files: dict[str, str | bytes] = {
         f"include/{name}.h": env.get_template("project/model.h.j2").render(common),
-        f"src/{name}_internal.h": env.get_template("project/internal.h.j2").render(common),
         f"src/{name}.c": env.get_template("project/model.c.j2").render(common),
         "Makefile": env.get_template("project/Makefile.j2").render(common),
         "CMakeLists.txt": env.get_template("project/CMakeLists.txt.j2").render(common),
         "example/main.c": env.get_template("project/example_main.c.j2").render(common),
         "tuning.json": record_json,
+        **routine_files,
     }
-    for group in routine_groups:
-        files[group["file"]] = env.get_template("project/routines.c.j2").render(common, routine=group)
     if program.weights:
         if weights_mode == "incbin":
             files[f"src/{name}_weights.c"] = env.get_template("project/weights_incbin.c.j2").render(common)

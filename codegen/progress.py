@@ -31,9 +31,45 @@ class Progress:
             self.stream.write(f" {time.perf_counter() - start:.1f}s\n")
             self.stream.flush()
 
+    def bar(self, label: str, total: int) -> Bar:
+        return Bar(self, label, total)
+
     def note(self, text: str) -> None:
         if self.enabled:
             self.stream.write(f"  {text}\n")
 
 
 SILENT = Progress(enabled=False)
+
+
+class Bar:
+    """`bar(done)` redraws `label [#####.....] done/total, ETA`; one line per update off a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, progress: Progress, label: str, total: int):
+        self.progress, self.label, self.total = progress, label, max(total, 1)
+        self.start = time.perf_counter()
+        self.tty = bool(getattr(progress.stream, "isatty", lambda: False)())
+        self(0)
+
+    def __call__(self, done: int) -> None:
+        if not self.progress.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        filled = self.WIDTH * done // self.total
+        eta = f", ETA {_duration(elapsed / done * (self.total - done))}" if 0 < done < self.total else ""
+        line = (f"  {self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.total}"
+                f" {_duration(elapsed)}{eta}")
+        self.progress.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.progress.stream.flush()
+
+    def close(self) -> None:
+        if self.progress.enabled and self.tty:
+            self.progress.stream.write("\n")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+

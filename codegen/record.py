@@ -13,13 +13,13 @@ RECORD_FORMAT = "neurogen-tuning-record"
 RECORD_VERSION = 1
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
     if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
+        return [canonical(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+        return {str(k): canonical(v) for k, v in sorted(value.items())}
     if hasattr(value, "__dataclass_fields__"):
-        return {k: _canonical(getattr(value, k)) for k in sorted(value.__dataclass_fields__)}
+        return {k: canonical(getattr(value, k)) for k in sorted(value.__dataclass_fields__)}
     if hasattr(value, "value") and hasattr(value, "name"):  # enums
         return value.value
     if isinstance(value, float):
@@ -31,7 +31,7 @@ def graph_hash(graph: Graph) -> str:
     """A hash of what the graph computes: layers, attributes, shapes and weight bytes."""
     h = hashlib.sha256()
     for layer in graph.layers:
-        item = [layer.kind, layer.inputs, layer.outputs, _canonical(layer.attrs)]
+        item = [layer.kind, layer.inputs, layer.outputs, canonical(layer.attrs)]
         h.update(json.dumps(item, sort_keys=True).encode())
     for name in sorted(graph.tensors):
         t = graph.tensors[name]
@@ -42,8 +42,7 @@ def graph_hash(graph: Graph) -> str:
     return h.hexdigest()
 
 
-def make_record(graph: Graph, target: dict[str, Any], path: list[dict[str, Any]],
-                io: dict[str, Any]) -> dict[str, Any]:
+def make_record(graph: Graph, target: dict[str, Any], path: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
@@ -52,7 +51,6 @@ def make_record(graph: Graph, target: dict[str, Any], path: list[dict[str, Any]]
         "target": target,
         "path": path,
         "adapts": [],
-        "io": io,
     }
 
 

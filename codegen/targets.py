@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import platform
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,40 @@ class Target:
         """What a tuning record stores about the target (no machine-specific paths)."""
         return {"name": self.name, "isa": sorted(self.isa), "devices": sorted(self.devices),
                 "cflags": list(self.cflags)}
+
+
+@functools.cache
+def compiler_version(cc: str) -> str:
+    """The first line of `cc --version`, or 'unknown' when it cannot be run."""
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
+def local_cpu() -> str:
+    """This machine's CPU model (Linux /proc/cpuinfo), else the platform's description."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint(target: Target) -> str:
+    """What measured times depend on: the CPU, the compiler and its flags, the runner.
+
+    A local runner (with or without an emulator) names this machine's CPU; a remote one
+    names its host, since asking the board would mean touching it on every lookup.
+    """
+    runner = dict(target.runner)
+    where = local_cpu() if runner.get("kind", "local") in ("local", "qemu") else f"ssh:{runner.get('host')}"
+    data = {"target": target.name, "cpu": where, "prefix": runner.get("prefix", []),
+            "compiler": compiler_version(target.compiler), "cflags": list(target.cflags)}
+    return json.dumps(data, sort_keys=True)
 
 
 def available() -> list[str]:

@@ -72,7 +72,7 @@ class NeurogenRep(BackendRep):
         else:
             values = dict(zip(self.graph_inputs, inputs if isinstance(inputs, Sequence) else [inputs]))
         frozen = freeze(self.model, {n: values[n] for n in self.frozen_names if n in values})
-        project = codegen.compile_model(frozen, self.workdir / "project", name="node")
+        project = codegen.compile_model(frozen, self.workdir / "project", name="node", reference=True)
         compiled = codegen.load(project, werror=True)
         runtime_inputs = {i.name: values[i.name] for i in compiled.inputs}
         outputs = compiled.run(runtime_inputs)

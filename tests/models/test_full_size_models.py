@@ -28,7 +28,7 @@ def test_matches_onnxruntime(name, tmp_path):
     assert "scale_shift" not in kinds, "every BatchNormalization folds into its convolution"
     assert "activation" not in kinds, "every activation fuses into the layer before it"
 
-    project = codegen.compile_model(model, tmp_path / name, name=name)
+    project = codegen.compile_model(model, tmp_path / name, name=name, reference=True)
     actual = codegen.load(project, werror=True).run(inputs)
 
     logits, probs = expected["logits"], expected["probs"]
@@ -45,5 +45,5 @@ def test_opsets_of_a_full_network(opset, tmp_path):
     model = zoo.build("mobilenet_v3_small", opset=opset)
     inputs = zoo.example_input(model, seed=3)
     expected = onnxruntime_outputs(model, inputs)
-    actual = codegen.load(codegen.compile_model(model, tmp_path / "p", name="v3s")).run(inputs)
+    actual = codegen.load(codegen.compile_model(model, tmp_path / "p", name="v3s", reference=True)).run(inputs)
     assert relative_error(expected["logits"], actual["logits"]) <= 1e-4

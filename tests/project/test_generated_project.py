@@ -6,6 +6,7 @@ build it, run it on input files, compare the output files with onnxruntime.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -23,9 +24,10 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def projects(tiny_model_path, tmp_path_factory) -> dict[str, Path]:
+def projects(tiny_model_path, tiny_record, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("projects")
-    return {mode: codegen.compile_model(tiny_model_path, root / mode, name="tiny", weights=mode)
+    """The tuned path (layouts mixed, adapts inserted) in both weight forms."""
+    return {mode: codegen.compile_model(tiny_model_path, root / mode, name="tiny", weights=mode, record=tiny_record)
             for mode in ("incbin", "c-array")}
 
 
@@ -97,10 +99,13 @@ def test_cmake_cross_builds_for_aarch64_with_a_toolchain_file(projects, tmp_path
                   tiny_expected)
 
 
-def test_generation_is_byte_for_byte_reproducible(tiny_model_path, tmp_path, monkeypatch):
-    first = codegen.compile_model(tiny_model_path, tmp_path / "a", name="tiny")
+def test_generation_is_byte_for_byte_reproducible(tiny_model_path, tiny_record, tmp_path, monkeypatch):
+    """Compiling from a tuning record twice, from other folders, gives the same bytes."""
+    record_file = tmp_path / "tuning.json"
+    record_file.write_text(json.dumps(tiny_record))
+    first = codegen.compile_model(tiny_model_path, tmp_path / "a", name="tiny", record=record_file)
     monkeypatch.chdir(tmp_path)
-    second = codegen.compile_model(str(tiny_model_path), "b", name="tiny")
+    second = codegen.compile_model(str(tiny_model_path), "b", name="tiny", record="tuning.json")
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for rel in files:

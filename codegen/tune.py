@@ -1,0 +1,202 @@
+"""Tuning: profile every candidate on the target (cached), choose the routine path with DPRS.
+
+The result is a tuning record (a JSON-able dict): the chosen routine instance of every
+layer with its time and runner-up, the adapts, every alternative's time, the predicted
+totals of the DPRS path and of the baselines, the target fingerprint, the model hash
+and the tool version. `selections_from_record` turns a record back into the path, so
+generation from a record needs no profiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__, dprs
+from .errors import NeurogenError
+from .ir import Graph, Layout
+from .profile.cache import ProfileCache
+from .profile.harness import Item, Measurement, Settings, adapt_item, profile
+from .profile.runners import make_runner
+from .progress import SILENT, Progress
+from .record import RECORD_FORMAT, RECORD_VERSION, graph_hash
+from .selection import SPATIAL_LAYOUTS, Selection, activation_inputs, native_layout, selections_for
+from .targets import Target, fingerprint
+
+DEFAULT_SETTINGS = Settings()
+
+
+class RecordError(NeurogenError):
+    """A tuning record does not fit the model or target it is used with."""
+
+
+@dataclass
+class Candidates:
+    """Everything that could be measured for a graph on a target."""
+
+    by_layer: dict[str, list[Item]]
+    adapts: dict[tuple[tuple[int, ...], Layout, Layout], Item]
+
+    def items(self) -> list[Item]:
+        unique: dict[str, Item] = {}
+        for item in [*(i for items in self.by_layer.values() for i in items), *self.adapts.values()]:
+            unique.setdefault(item.key, item)
+        return list(unique.values())
+
+
+def candidates(graph: Graph, target: Target) -> Candidates:
+    by_layer = {layer.name: [Item(layer, s, graph) for s in selections_for(layer, graph, target.isa, target.devices)]
+                for layer in graph.layers}
+    shapes = {graph.shape(n) for layer in graph.layers for n in [*activation_inputs(layer, graph), *layer.outputs]
+              if len(graph.shape(n)) == 4}
+    adapts = {(shape, a, b): adapt_item(shape, a, b) for shape in sorted(shapes)
+              for a in SPATIAL_LAYOUTS for b in SPATIAL_LAYOUTS if a is not b}
+    return Candidates(by_layer, adapts)
+
+
+def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, reprofile: bool,
+            settings: Settings, progress: Progress) -> tuple[dict[str, Measurement], int]:
+    """Times of `items`: from the cache, the rest measured on the target. Returns (times, number measured)."""
+    fp = fingerprint(target)
+    known = {} if reprofile or cache is None else cache.lookup(fp, items)
+    todo = [item for item in items if item.key not in known]
+    if todo:
+        runner = make_runner(target.runner)
+        progress.note(f"profiling {len(todo)} routine instance(s) on {target.name} ({runner.description}); "
+                      f"{len(known)} from the cache")
+        bar = progress.bar("profiling", len(todo))
+        measured = profile(todo, target, runner, settings=settings, on_batch=lambda done, total, b: bar(done))
+        bar.close()
+        if cache is not None:
+            cache.store(fp, todo, measured)
+        known.update(measured)
+    else:
+        progress.note(f"all {len(items)} routine instance(s) found in the profile cache")
+    return known, len(todo)
+
+
+def problem(graph: Graph, found: Candidates, times: dict[str, Measurement],
+            progress: Progress = SILENT) -> dprs.Problem:
+    choices: dict[str, list[dprs.Choice]] = {}
+    for layer in graph.layers:
+        options = []
+        for item in found.by_layer[layer.name]:
+            m = times[item.key]
+            if not m.ok:
+                progress.note(f"warning: {item.selection.key} gave wrong results on layer '{layer.name}' "
+                              f"(relative error {m.error:.2g}); not used")
+                continue
+            wanted = tuple(layout.value for layout in item.selection.input_layouts(layer, graph))
+            options.append(dprs.Choice(item.selection.key, wanted, item.selection.output_layout(layer, graph).value,
+                                       m.median_us))
+        if not options:
+            raise NeurogenError(f"layer '{layer.name}': no routine gave correct results on this target")
+        choices[layer.name] = options
+
+    def adapt_cost(tensor: str, src: str, dst: str) -> float:
+        item = found.adapts.get((graph.shape(tensor), Layout(src), Layout(dst)))
+        m = times.get(item.key) if item else None
+        return m.median_us if m and m.ok else math.inf
+
+    return dprs.Problem(
+        layers=[layer.name for layer in graph.layers],
+        inputs_of={layer.name: activation_inputs(layer, graph) for layer in graph.layers},
+        outputs_of={layer.name: list(layer.outputs) for layer in graph.layers},
+        choices=choices,
+        source_formats={n: native_layout(graph.tensor(n)).value for n in graph.inputs},
+        sink_formats={n: native_layout(graph.tensor(n)).value for n in graph.outputs},
+        adapt_cost=adapt_cost,
+    )
+
+
+def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
+         settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> dict[str, Any]:
+    """Profile (what the cache lacks) and select the routine path; returns the tuning record."""
+    start = time.perf_counter()
+    found = candidates(graph, target)
+    items = found.items()
+    times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
+                              progress=progress)
+    prob = problem(graph, found, times, progress)
+    with progress.step("selecting the routine path (DPRS)"):
+        best = dprs.solve(prob)
+    baselines = {"greedy": dprs.greedy(prob)}
+    for layout in SPATIAL_LAYOUTS:
+        single = single_layout(prob, layout)
+        if single is not None:
+            baselines[f"all-{layout.value}"] = single
+    return make_tuning_record(graph, target, prob, best, baselines, measured=measured, profiled=len(items),
+                              seconds=time.perf_counter() - start)
+
+
+def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
+    """The best path that keeps every 4-D tensor in `layout` (flat tensors are row-major anyway)."""
+    allowed = {layout.value, Layout.ANY.value}
+    choices = {name: [c for c in options if {*c.in_formats, c.out_format} <= allowed]
+               for name, options in prob.choices.items()}
+    if not all(choices.values()):
+        return None
+    return dprs.solve(dataclasses.replace(prob, choices=choices))
+
+
+def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: dprs.Solution,
+                       baselines: dict[str, dprs.Solution], *, measured: int, profiled: int,
+                       seconds: float) -> dict[str, Any]:
+    layers = []
+    for name in prob.layers:
+        chosen = best.choice[name]
+        ranked = sorted(prob.choices[name], key=lambda c: (c.cost, c.key))
+        runner_up = next((c for c in ranked if c.key != chosen.key), None)
+        layers.append({
+            "layer": name, "instance": chosen.key, "time_us": round(chosen.cost, 3),
+            "runner_up": None if runner_up is None else {"instance": runner_up.key,
+                                                         "time_us": round(runner_up.cost, 3)},
+            "alternatives": {c.key: round(c.cost, 3) for c in ranked},
+        })
+    adapts = [{"tensor": a.tensor, "src": a.src, "dst": a.dst, "time_us": round(a.cost, 3)} for a in best.adapts]
+    predicted = {"dprs": round(best.total, 3), **{k: round(v.total, 3) for k, v in baselines.items()}}
+    return {
+        "format": RECORD_FORMAT,
+        "version": RECORD_VERSION,
+        "tool": {"name": "neurogen", "version": __version__},
+        "model": {"name": graph.name, "graph_sha256": graph_hash(graph)},
+        "target": {**target.describe(), "fingerprint": fingerprint(target)},
+        "path": layers,
+        "adapts": adapts,
+        "predicted_us": predicted,
+        "optimal": best.optimal,
+        "profiling": {"instances": profiled, "measured": measured, "seconds": round(seconds, 2)},
+    }
+
+
+def check_record(record: dict[str, Any], graph: Graph, target: Target, source: str = "tuning record") -> None:
+    """Refuse a record made for another model or target, saying which and what to do."""
+    if record.get("format") != RECORD_FORMAT or "path" not in record:
+        raise RecordError(f"{source}: not a neurogen tuning record")
+    if record.get("version") != RECORD_VERSION:
+        raise RecordError(f"{source}: record version {record.get('version')} is not {RECORD_VERSION}; tune again")
+    if record.get("model", {}).get("graph_sha256") != graph_hash(graph):
+        raise RecordError(f"{source}: made for another model ('{record.get('model', {}).get('name')}'), or for "
+                          "this one with other input shapes; run `neurogen tune` for this model")
+    made_for = record.get("target", {})
+    if made_for.get("name") != target.name or made_for.get("cflags") != list(target.cflags):
+        raise RecordError(f"{source}: made for target '{made_for.get('name')}' "
+                          f"(flags {made_for.get('cflags')}), not '{target.name}' (flags {list(target.cflags)}); "
+                          "tune for this target or pass --target " + str(made_for.get("name")))
+
+
+def selections_from_record(record: dict[str, Any], graph: Graph, target: Target) -> dict[str, Selection]:
+    """The routine path a record holds, as selections of this graph's layers."""
+    chosen = {entry["layer"]: entry["instance"] for entry in record["path"]}
+    result = {}
+    for layer in graph.layers:
+        key = chosen.get(layer.name)
+        options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices)}
+        if key not in options:
+            raise RecordError(f"tuning record: layer '{layer.name}' uses '{key}', which this version of neurogen "
+                              "does not offer for it; tune again")
+        result[layer.name] = options[key]
+    return result
