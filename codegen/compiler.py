@@ -54,7 +54,7 @@ def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin"
     rec = dict(tuning) if tuning is not None else reference_record(graph, target, chosen)
     rec.update(io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
                emitted=[{"layer": i.layer.name, "routine": i.routine.name} for i in instances])
-    return render(program, record.dumps(rec), weights)
+    return render(program, record.dumps(rec), weights, target.cflags)
 
 
 def reference_record(graph: Graph, target: Target, chosen: Mapping[str, Selection]) -> dict[str, Any]:

@@ -7,10 +7,12 @@ search can be tested against brute force on small random graphs.
 Cost of an assignment: every chosen cost, plus, for each tensor t produced in format p, adapt_cost(t, p, f) once
 per distinct format f != p that some consumer slot (or the graph output) wants; adapted copies are shared.
 
-Exact method: DP over a topological order of the layers. A state is the "frontier": for each live tensor, its
-produced format and the set of formats already adapted to (so a shared copy is paid once). States equal on the
-frontier are merged keeping the cheapest. It is exact on any DAG unless the state count passes `max_states`,
-when only the cheapest states are kept and the answer is marked `optimal=False`.
+Exact method: DP over a topological order of the layers (one that keeps few tensors live). A state is the
+"frontier": for each live tensor, its produced format and the set of formats already adapted to (so a shared copy
+is paid once), forgetting copies no later reader could want. What keeps it fast while staying exact: serial
+chains are folded into single steps (the classic chain DP), states equal on the frontier are merged keeping the
+cheapest, and states that another state beats whatever comes next are dropped (dominance). Only if more than
+`max_states` states remain after that are the cheapest kept, and the answer is marked `optimal=False`.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ def _producers(problem: Problem) -> dict[str, str | None]:
 
 def evaluate(problem: Problem, choice: dict[str, Choice]) -> tuple[float, list[Adapt]]:
     """Total cost of an assignment (math.inf if it needs an impossible adapt) and the adapts it inserts."""
+    missing = [layer for layer in problem.layers if layer not in choice]
+    if missing:
+        raise ValueError(f"no choice for layers {missing}")
     made: dict[str, Hashable] = dict(problem.source_formats)  # tensor -> produced format, in production order
     wants: dict[str, dict[Hashable, None]] = {}  # tensor -> distinct wanted formats, first-wanted first
     total = 0.0

@@ -220,8 +220,9 @@ def routine_sources(program: Program, env: jinja2.Environment) -> tuple[dict[str
     return common, files
 
 
-def render(program: Program, record_json: str, weights_mode: str = "incbin") -> dict[str, bytes]:
-    """Every file of the project, as relative path -> bytes."""
+def render(program: Program, record_json: str, weights_mode: str = "incbin",
+           cflags: tuple[str, ...] = ("-O2",)) -> dict[str, bytes]:
+    """Every file of the project, as relative path -> bytes. `cflags`: the target's, the build files' default."""
     if weights_mode not in WEIGHT_MODES:
         raise OutputError(f"unknown weights mode '{weights_mode}' (choose from {', '.join(WEIGHT_MODES)})")
     env = environment()
@@ -229,7 +230,7 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin") -> 
     common, routine_files = routine_sources(program, env)
     common.update(
         model_name=program.graph.name, steps=program.steps, arena_size=program.arena.size,
-        arena_align=program.arena.alignment, weights_mode=weights_mode,
+        arena_align=program.arena.alignment, weights_mode=weights_mode, target_cflags=" ".join(cflags),
         inputs=program.io["inputs"], outputs=program.io["outputs"],
         max_rank=max(len(io["shape"]) for io in program.io["inputs"] + program.io["outputs"]),
     )

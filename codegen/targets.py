@@ -93,17 +93,49 @@ def load(name_or_path: str) -> Target:
     try:
         tool = data["toolchain"]
         feats = data.get("features", {})
+        isa = [str(f) for f in feats.get("isa", ("scalar",))]
+        if "detect" in isa:
+            isa = sorted(set(isa) - {"detect"} | detect_isa())
         return Target(
             name=str(data["name"]),
             description=str(data.get("description", "")),
-            cc=str(tool["cc"]),
-            cflags=tuple(tool.get("cflags", ())),
-            ldflags=tuple(tool.get("ldflags", ())),
+            cc=os.path.expandvars(str(tool["cc"])),
+            cflags=tuple(os.path.expandvars(str(f)) for f in tool.get("cflags", ())),
+            ldflags=tuple(os.path.expandvars(str(f)) for f in tool.get("ldflags", ())),
             libs=tuple(tool.get("libs", ("-lm",))),
-            isa=frozenset(feats.get("isa", ("scalar",))),
+            isa=frozenset(isa),
             devices=frozenset(feats.get("devices", ("cpu",))),
             runner=dict(data.get("runner", {"kind": "local"})),
             source=str(path),
         )
     except KeyError as exc:
         raise TargetError(f"{path}: missing key {exc} (a target needs name and [toolchain] cc)") from None
+    except (TypeError, AttributeError) as exc:
+        raise TargetError(f"{path}: a value has the wrong type ({exc})") from None
+
+
+# /proc/cpuinfo flag -> the feature name routines declare
+_X86_FLAGS = {"sse2": "sse2", "avx": "avx", "avx2": "avx2", "fma": "fma", "avx512f": "avx512f",
+              "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
+              "avx512_vnni": "avx512vnni", "avx512_bf16": "avx512bf16", "f16c": "f16c"}
+_ARM_FLAGS = {"asimd": "neon", "asimddp": "dotprod", "fphp": "fp16", "asimdhp": "fp16", "i8mm": "i8mm"}
+
+
+@functools.cache
+def detect_isa() -> frozenset[str]:
+    """ISA features of this machine, from /proc/cpuinfo (just 'scalar' elsewhere)."""
+    features = {"scalar"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset(features)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            for flag in value.split():
+                if flag in _X86_FLAGS:
+                    features.add(_X86_FLAGS[flag])
+                elif flag in _ARM_FLAGS:
+                    features.add(_ARM_FLAGS[flag])
+            break
+    return frozenset(features)

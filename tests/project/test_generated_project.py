@@ -83,8 +83,9 @@ def test_cmake_builds_for_the_host(projects, tmp_path, tiny_inputs, tiny_expecte
     check_outputs(run_example(tmp_path / "build" / "tiny_example", tiny_inputs, tmp_path), tiny_expected)
 
 
-def test_cmake_cross_builds_for_aarch64_with_a_toolchain_file(projects, tmp_path, tiny_inputs, tiny_expected):
-    """The path an Android NDK build takes: CMAKE_TOOLCHAIN_FILE; the result runs under qemu-aarch64."""
+def test_cmake_cross_builds_for_aarch64_with_a_toolchain_file(tiny_model_path, tmp_path, tiny_inputs, tiny_expected):
+    """The path an Android NDK build takes: CMAKE_TOOLCHAIN_FILE, with the aarch64 target's flags;
+    the result runs under qemu-aarch64."""
     cc = require_tool("aarch64-linux-gnu-gcc")
     qemu = require_tool("qemu-aarch64")
     toolchain = tmp_path / "aarch64.cmake"
@@ -93,7 +94,10 @@ def test_cmake_cross_builds_for_aarch64_with_a_toolchain_file(projects, tmp_path
         f"set(CMAKE_C_COMPILER {cc})\n"
         "set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)\n"
         "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\nset(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n")
-    _cmake_build(projects["incbin"], tmp_path / "build", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
+    project = codegen.compile_model(tiny_model_path, tmp_path / "arm", name="tiny", target="aarch64-linux",
+                                    reference=True)
+    assert '"-O2 -march=armv8.2-a+dotprod+fp16"' in (project / "CMakeLists.txt").read_text()
+    _cmake_build(project, tmp_path / "build", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     program = tmp_path / "build" / "tiny_example"
     check_outputs(run_example(program, tiny_inputs, tmp_path, (qemu, "-L", "/usr/aarch64-linux-gnu")),
                   tiny_expected)

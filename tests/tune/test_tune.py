@@ -1,0 +1,159 @@
+"""Tuning on the host: the profile cache, tuning records and what they refuse, reports, targets."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+import codegen
+from codegen import zoo
+from codegen.compiler import import_model, tune_model
+from codegen.errors import TargetError
+from codegen.ir import Layout
+from codegen.profile.cache import ProfileCache
+from codegen.profile.harness import Settings, adapt_item
+from codegen.targets import load as load_target
+from codegen.tune import RecordError, candidates
+
+QUICK = Settings(min_reps=1, max_reps=3, min_seconds=0.0)
+
+
+def neurogen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "codegen", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tune") / "small.onnx"
+    onnx.save(zoo.build("tiny_cnn", resolution=16), str(path))
+    return path
+
+
+def test_second_tune_measures_nothing_and_reprofile_measures_again(small_path, tmp_path):
+    cache = ProfileCache(tmp_path / "cache.sqlite")
+    first = tune_model(small_path, cache=cache, settings=QUICK)
+    instances = first["profiling"]["instances"]
+    assert first["profiling"]["measured"] == instances > 20
+    assert cache.count() == instances
+    second = tune_model(small_path, cache=cache, settings=QUICK)
+    assert second["profiling"]["measured"] == 0
+    assert [e["instance"] for e in second["path"]] == [e["instance"] for e in first["path"]]
+    third = tune_model(small_path, cache=cache, reprofile=True, settings=QUICK)
+    assert third["profiling"]["measured"] == instances
+
+
+def test_record_describes_the_choice(tiny_record):
+    predicted = tiny_record["predicted_us"]
+    assert predicted["dprs"] <= predicted["greedy"] + 1e-6
+    assert predicted["dprs"] <= min(predicted["all-nchw"], predicted["all-nhwc"]) + 1e-6
+    assert tiny_record["optimal"] is True
+    for entry in tiny_record["path"]:
+        assert entry["alternatives"][entry["instance"]] == entry["time_us"]
+        if entry["runner_up"]:
+            assert entry["runner_up"]["instance"] != entry["instance"]
+    chosen = sum(e["time_us"] for e in tiny_record["path"]) + sum(a["time_us"] for a in tiny_record["adapts"])
+    assert chosen == pytest.approx(predicted["dprs"], rel=1e-3)
+
+
+def test_candidates_mix_layouts_and_cover_adapts(tiny_model_path):
+    graph = import_model(tiny_model_path)
+    found = candidates(graph, load_target("host"))
+    convs = [layer for layer in graph.layers if layer.kind == "conv2d"]
+    layouts = {item.selection.layout for item in found.by_layer[convs[0].name]}
+    assert layouts == {Layout.NCHW, Layout.NHWC}
+    assert any(item.selection.params for item in found.by_layer[convs[0].name]), "tile sizes are tuned"
+    shape = graph.shape(convs[0].outputs[0])
+    assert (shape, Layout.NCHW, Layout.NHWC) in found.adapts
+    assert found.adapts[(shape, Layout.NCHW, Layout.NHWC)].key == adapt_item(shape, Layout.NCHW, Layout.NHWC).key
+
+
+def test_record_round_trip_on_the_command_line(small_path, tmp_path):
+    record = tmp_path / "tuning.json"
+    proc = neurogen("tune", str(small_path), "-o", str(record))
+    assert proc.returncode == 0, proc.stderr
+    assert "profiling [" in proc.stderr and "predicted" in proc.stdout
+    report = neurogen("inspect", "--record", str(record))
+    assert report.returncode == 0, report.stderr
+    for phrase in ("chosen instance", "runner-up", "dprs", "greedy", "all-nchw", "all-nhwc", "proven optimal"):
+        assert phrase in report.stdout, phrase
+    out = tmp_path / "project"
+    compiled = neurogen("compile", str(small_path), "-o", str(out), "--record", str(record))
+    assert compiled.returncode == 0 and "profiling" not in compiled.stderr, compiled.stderr
+    check = neurogen("verify", str(small_path), str(out), "-q")
+    assert check.returncode == 0, check.stdout + check.stderr
+    embedded = json.loads((out / "tuning.json").read_text())
+    assert embedded["path"] == json.loads(record.read_text())["path"]
+
+
+def test_records_for_another_model_or_target_are_refused(small_path, tiny_model_path, tiny_record, tmp_path):
+    with pytest.raises(RecordError, match="another model"):
+        codegen.compile_model(small_path, tmp_path / "a", record=tiny_record)
+    with pytest.raises(RecordError, match="target 'host'"):
+        codegen.compile_model(tiny_model_path, tmp_path / "b", record=tiny_record, target="generic-c99")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    proc = neurogen("compile", str(tiny_model_path), "-o", str(tmp_path / "c"), "--record", str(broken))
+    assert proc.returncode == 1 and "not a tuning record" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c").exists()
+    missing = neurogen("compile", str(tiny_model_path), "-o", str(tmp_path / "d"), "--record", str(tmp_path / "no"))
+    assert missing.returncode == 1 and "cannot read the tuning record" in missing.stderr
+
+
+def test_targets_unknown_malformed_and_user_files(tmp_path):
+    with pytest.raises(TargetError, match="unknown target 'mars'.*host"):
+        load_target("mars")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[toolchain\ncc = 'cc'\n")
+    with pytest.raises(TargetError, match="malformed TOML"):
+        load_target(str(bad))
+    incomplete = tmp_path / "incomplete.toml"
+    incomplete.write_text("name = 'x'\n")
+    with pytest.raises(TargetError, match="missing key 'toolchain'"):
+        load_target(str(incomplete))
+    mine = tmp_path / "mine.toml"
+    mine.write_text("name = 'mine'\n[toolchain]\ncc = 'gcc'\ncflags = ['-O1']\n")
+    assert load_target(str(mine)).cflags == ("-O1",)
+    listed = neurogen("targets").stdout
+    for name in ("host", "x86_64-avx2", "x86_64-avx512", "generic-c99", "aarch64-linux", "android-arm64"):
+        assert name in listed
+    assert "scalar" in load_target("host").isa
+
+
+def test_android_target_generates_a_project_without_the_ndk(tiny_model_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANDROID_NDK_HOME", "/opt/android-ndk")
+    project = codegen.compile_model(tiny_model_path, tmp_path / "android", target="android-arm64", reference=True)
+    assert "armv8.2-a+dotprod" in (project / "CMakeLists.txt").read_text()
+    target = load_target("android-arm64")
+    assert target.cc.startswith("/opt/android-ndk/toolchains/llvm/")
+
+
+def _store(path: str, worker: int) -> None:
+    graph = import_model(zoo.build("tiny_cnn", resolution=16))
+    found = candidates(graph, load_target("host"))
+    items = found.items()
+    from codegen.profile.harness import Measurement
+
+    cache = ProfileCache(path)
+    for _ in range(20):
+        cache.store(f"target-{worker}", items, {i.key: Measurement(i.key, True, 0.0, 1.0 + worker, 1.0, 1.0, 0.0, 3)
+                                               for i in items})
+
+
+def test_cache_is_safe_under_concurrent_writers(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    ProfileCache(path)
+    workers = [multiprocessing.get_context("spawn").Process(target=_store, args=(path, w)) for w in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    cache = ProfileCache(path)
+    per_target = cache.count("target-0")
+    assert per_target > 20 and cache.count() == 3 * per_target
