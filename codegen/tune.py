@@ -112,10 +112,23 @@ def problem(graph: Graph, found: Candidates, times: dict[str, Measurement],
     )
 
 
-def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
-         settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> dict[str, Any]:
-    """Profile (what the cache lacks) and select the routine path; returns the tuning record."""
-    start = time.perf_counter()
+@dataclass
+class Paths:
+    """The DPRS path and the baselines it is compared with, over one measured problem."""
+
+    problem: dprs.Problem
+    best: dprs.Solution
+    baselines: dict[str, dprs.Solution]
+    instances: int
+    measured: int
+
+    def all(self) -> dict[str, dprs.Solution]:
+        return {"dprs": self.best, **self.baselines}
+
+
+def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
+               settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> Paths:
+    """Profile (what the cache lacks), then solve for the DPRS path, the greedy one and each single layout."""
     found = candidates(graph, target)
     items = found.items()
     times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
@@ -128,8 +141,21 @@ def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, rep
         single = single_layout(prob, layout)
         if single is not None:
             baselines[f"all-{layout.value}"] = single
-    return make_tuning_record(graph, target, prob, best, baselines, measured=measured, profiled=len(items),
-                              seconds=time.perf_counter() - start)
+    return Paths(prob, best, baselines, len(items), measured)
+
+
+def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
+         settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> dict[str, Any]:
+    """Profile (what the cache lacks) and select the routine path; returns the tuning record."""
+    start = time.perf_counter()
+    paths = tune_paths(graph, target, cache=cache, reprofile=reprofile, settings=settings, progress=progress)
+    return make_tuning_record(graph, target, paths.problem, paths.best, paths.baselines, measured=paths.measured,
+                              profiled=paths.instances, seconds=time.perf_counter() - start)
+
+
+def selections_of(solution: dprs.Solution, graph: Graph, target: Target) -> dict[str, Selection]:
+    """A solved path as selections of the graph's layers."""
+    return _selections({name: choice.key for name, choice in solution.choice.items()}, graph, target)
 
 
 def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
@@ -190,7 +216,10 @@ def check_record(record: dict[str, Any], graph: Graph, target: Target, source: s
 
 def selections_from_record(record: dict[str, Any], graph: Graph, target: Target) -> dict[str, Selection]:
     """The routine path a record holds, as selections of this graph's layers."""
-    chosen = {entry["layer"]: entry["instance"] for entry in record["path"]}
+    return _selections({entry["layer"]: entry["instance"] for entry in record["path"]}, graph, target)
+
+
+def _selections(chosen: dict[str, str], graph: Graph, target: Target) -> dict[str, Selection]:
     result = {}
     for layer in graph.layers:
         key = chosen.get(layer.name)
