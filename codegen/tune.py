@@ -165,7 +165,10 @@ def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
                for name, options in prob.choices.items()}
     if not all(choices.values()):
         return None
-    return dprs.solve(dataclasses.replace(prob, choices=choices))
+    try:
+        return dprs.solve(dataclasses.replace(prob, choices=choices))
+    except ValueError:  # no feasible path keeps to this layout (an input or output cannot be converted)
+        return None
 
 
 def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: dprs.Solution,
