@@ -2,7 +2,7 @@
 single-layout path as projects, time them side by side (interleaved rounds), and compare each
 path's measured time with the time DPRS predicted from the per-layer profile.
 
-    python bench/paths.py resnet50 mobilenet_v2 [--rounds 7] [--cache DIR]
+    python bench/paths.py resnet50 mobilenet_v2 [--rounds 30] [--cache DIR]
 
 Tuning is timed twice: from the given cache (empty by default), then from the warm one.
 """
@@ -10,6 +10,7 @@ Tuning is timed twice: from the given cache (empty by default), then from the wa
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -31,8 +32,8 @@ from codegen.tune import selections_of, tune_paths
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", choices=zoo.MODELS)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per path per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=30,
+                        help="timing rounds; each runs every path once, in a fresh random order (default 30)")
     parser.add_argument("--cache", help="profile cache folder (default: a fresh one)")
     args = parser.parse_args()
     target = load_target("host")
@@ -59,21 +60,24 @@ def main() -> int:
         samples: dict[str, list[float]] = {label: [] for label in loaded}
         for model_ in loaded.values():  # every path computes the same logits
             assert np.allclose(model_.run(inputs)["logits"], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
+        order = random.Random(0)
+        labels = list(loaded)
         for _ in range(args.rounds):
-            for label, model_ in loaded.items():
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    model_.run(inputs)
-                    samples[label].append(time.perf_counter() - t0)
-        print(f"{'path':<10} {'predicted ms':>13} {'measured ms':>12} {'min-max ms':>17} {'meas/pred':>10} "
-              f"{'vs dprs':>8}")
+            order.shuffle(labels)  # no path always runs first, or right after the same neighbour
+            for label in labels:
+                t0 = time.perf_counter()
+                loaded[label].run(inputs)
+                samples[label].append(time.perf_counter() - t0)
+        print(f"{'path':<10} {'predicted ms':>13} {'median ms':>10} {'p10 ms':>8} {'min-max ms':>17} "
+              f"{'median/pred':>12} {'p10/pred':>9} {'vs dprs':>8}")
         dprs_ms = 1e3 * statistics.median(samples["dprs"])
         for label, solution in paths.all().items():
-            measured = 1e3 * statistics.median(samples[label])
-            low, high = 1e3 * min(samples[label]), 1e3 * max(samples[label])
+            runs = sorted(samples[label])
+            median, p10 = 1e3 * statistics.median(runs), 1e3 * runs[len(runs) // 10]
             predicted = solution.total / 1e3
-            print(f"{label:<10} {predicted:13.2f} {measured:12.2f} {low:8.2f}-{high:<8.2f} "
-                  f"{measured / predicted:10.2f} {measured / dprs_ms:8.2f}")
+            spread = f"{1e3 * runs[0]:8.2f}-{1e3 * runs[-1]:<8.2f}"
+            print(f"{label:<10} {predicted:13.2f} {median:10.2f} {p10:8.2f} {spread} "
+                  f"{median / predicted:12.2f} {p10 / predicted:9.2f} {median / dprs_ms:8.2f}")
     return 0
 
 
