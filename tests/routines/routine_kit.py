@@ -186,7 +186,7 @@ def write(fg: FamilyGraph, out_dir: Path, name: str, weights: str = "incbin") ->
 
 def routines_used(project: Path) -> set[str]:
     rec = json.loads((project / "tuning.json").read_text())
-    return {step["routine"] for step in rec["path"]}
+    return {step["routine"] for step in rec["emitted"]}  # every routine instance emitted, adapts included
 
 
 def run_shared(project: Path, cc: str, fg: FamilyGraph) -> dict[str, np.ndarray]:
