@@ -207,12 +207,13 @@ def routine_sources(program: Program, env: jinja2.Environment) -> tuple[dict[str
     for step in program.steps:
         ctx = step.instance.template_context(program.graph)
         ctx["signature"] = step.head
+        ctx["symbol"] = step.symbol
         step.body = env.get_template(step.instance.routine.template).render(ctx).strip("\n")
     routines: dict[str, list[Step]] = {}
     for step in program.steps:
         routines.setdefault(step.instance.routine.name, []).append(step)
-    groups = [{"name": r, "file": f"src/routines/{r.replace('-', '_')}.c", "steps": s}
-              for r, s in sorted(routines.items())]
+    groups = [{"name": r, "file": f"src/routines/{r.replace('-', '_')}.c", "steps": s,
+               "headers": s[0].instance.routine.headers} for r, s in sorted(routines.items())]
     common = dict(name=name, NAME=name.upper(), version=__version__, routines=groups,
                   weights_size=len(program.weights), weights_align=ALIGNMENT)
     files = {g["file"]: env.get_template("project/routines.c.j2").render(common, routine=g) for g in groups}

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Layer, Layout
-from .registry import Params, Routine, register
+from ..ir import NO_ACTIVATION, Graph, Layer, Layout
+from .registry import ContextFn, PackFn, Params, Routine, register
+from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
 
 
 def conv2d_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -83,3 +84,84 @@ register(Routine(
     params=TILES, accepts=_ungrouped, context=im2col_context, scratch=im2col_scratch, pack=pack_kcm_nhwc,
     roles=("x", "w", "b"),
 ))
+
+
+# -- vector micro-kernels ------------------------------------------------------------------------
+
+def _vector_context(vector: Vector, layer: Layer, graph: Graph) -> dict[str, Any]:
+    return dict(v=vector, vector_activation=layer.activation.kind in VECTOR_ACTIVATIONS,
+                none_activation=NO_ACTIVATION)
+
+
+def _gemm_context(vector: Vector, mr: int, nr: int) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        ctx = im2col_context(layer, graph, params)
+        ctx.update(_vector_context(vector, layer, graph), MR=mr, NR=nr, NV=nr // vector.width,
+                   ROWS=mr * params["row_tiles"])
+        return ctx
+    return context
+
+
+def _pack_panels(nr: int) -> PackFn:
+    """[M][C][KH][KW] -> panels [M/NR][KH*KW*C][NR] (M zero-padded to a multiple of NR); bias padded alike."""
+    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+        w = graph.tensor(layer.inputs[1]).data
+        m = w.shape[0]
+        padded = -(-m // nr) * nr
+        wk = np.zeros((w.shape[2] * w.shape[3] * w.shape[1], padded), np.float32)
+        wk[:, :m] = w.transpose(2, 3, 1, 0).reshape(-1, m)
+        panels = np.ascontiguousarray(wk.reshape(wk.shape[0], padded // nr, nr).transpose(1, 0, 2))
+        return [None, panels, _padded_bias(layer, graph, padded)]
+    return pack
+
+
+def _padded_bias(layer: Layer, graph: Graph, size: int) -> np.ndarray | None:
+    if len(layer.inputs) < 3 or not layer.inputs[2]:
+        return None
+    bias = np.zeros(size, np.float32)
+    data = graph.tensor(layer.inputs[2]).data
+    bias[:data.size] = data
+    return bias
+
+
+def _dw_context(vector: Vector) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        ctx = conv2d_context(layer, graph, params)
+        ctx.update(_vector_context(vector, layer, graph), CP=-(-ctx["C"] // vector.width) * vector.width)
+        return ctx
+    return context
+
+
+def _pack_depthwise(width: int) -> PackFn:
+    """[C][1][KH][KW] -> [KH*KW][C padded to the vector width]."""
+    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+        w = graph.tensor(layer.inputs[1]).data
+        c = w.shape[0]
+        padded = -(-c // width) * width
+        taps = np.zeros((w.shape[2] * w.shape[3], padded), np.float32)
+        taps[:, :c] = w.reshape(c, -1).T
+        return [None, taps, _padded_bias(layer, graph, padded)]
+    return pack
+
+
+def _depthwise(layer: Layer, graph: Graph) -> bool:
+    m, cg = graph.shape(layer.inputs[1])[:2]
+    return cg == 1 and layer.attrs["group"] == m
+
+
+# (MR, NR) register tiles per ISA: MR*NR/width accumulators + NR/width weights + 1 broadcast fit the register file.
+GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24))}
+
+for _vector, _tiles in GEMM_TILES.items():
+    for _mr, _nr in _tiles:
+        register(Routine(
+            kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), isa=_vector.isa,
+            requires=_vector.requires, headers=(_vector.header,), template="conv2d/gemm-nhwc-simd.c.j2",
+            params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
+            scratch=im2col_scratch, pack=_pack_panels(_nr), roles=("x", "w", "b"),
+        ))
+    register(Routine(
+        kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), isa=_vector.isa, requires=_vector.requires,
+        headers=(_vector.header,), template="conv2d/dwconv-nhwc-simd.c.j2", accepts=_depthwise,
+        context=_dw_context(_vector), pack=_pack_depthwise(_vector.width), roles=("x", "w", "b"),
+    ))

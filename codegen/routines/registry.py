@@ -49,7 +49,9 @@ class Routine:
     # Layouts its 4-D activations may be in (one instance per layout); ANY means row-major
     # (which is NCHW for 4-D tensors) and is what routines on flat tensors declare.
     layouts: tuple[Layout, ...] = (Layout.ANY,)
-    isa: str = "scalar"  # ISA features it needs (gated by the target)
+    isa: str = "scalar"  # the instruction set it is written for (in its name)
+    requires: frozenset[str] = frozenset()  # target features it needs (default: {isa})
+    headers: tuple[str, ...] = ()  # system headers its code includes (intrinsics)
     device: str = "cpu"
     params: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # tunable space
     accepts: Predicate = _always  # which layers it can implement
@@ -150,8 +152,8 @@ def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"sca
     """Routines that can implement `layer` on a target with these ISA features and devices."""
     dtypes = {graph.tensor(n).dtype for n in [*layer.present_inputs(), *layer.outputs] if not graph.is_constant(n)}
     return [r for r in REGISTRY
-            if r.kind == layer.kind and r.isa in isa and r.device in devices and dtypes <= {r.dtype}
-            and r.accepts(layer, graph)]
+            if r.kind == layer.kind and (r.requires or {r.isa}) <= isa and r.device in devices
+            and dtypes <= {r.dtype} and r.accepts(layer, graph)]
 
 
 def reference_routine(layer: Layer, graph: Graph) -> Routine:

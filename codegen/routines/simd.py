@@ -1,0 +1,57 @@
+"""Vector ISAs as data: what one template needs to emit the same kernel for AVX-512, AVX2 or NEON.
+
+Each entry gives the vector type, its width in floats, the intrinsics as format strings,
+the header to include, and the ISA features a target must have. A template written
+against these names produces one instance per ISA (XNNPACK's way: one template, many
+micro-kernels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Vector:
+    isa: str  # the routine's ISA field: what the target must list
+    requires: frozenset[str]  # every feature the code uses
+    header: str
+    type: str
+    width: int  # floats per vector
+    load: str  # {p}
+    store: str  # {p} {v}
+    set1: str  # {x}
+    zero: str
+    fma: str  # {a} * {b} + {c}
+    add: str
+    mul: str
+    max: str
+    min: str
+
+    def __call__(self, op: str, **args: str) -> str:
+        return getattr(self, op).format(**args)
+
+
+AVX512 = Vector(
+    isa="avx512f", requires=frozenset({"avx512f"}), header="immintrin.h", type="__m512", width=16,
+    load="_mm512_loadu_ps({p})", store="_mm512_storeu_ps({p}, {v})", set1="_mm512_set1_ps({x})",
+    zero="_mm512_setzero_ps()", fma="_mm512_fmadd_ps({a}, {b}, {c})", add="_mm512_add_ps({a}, {b})",
+    mul="_mm512_mul_ps({a}, {b})", max="_mm512_max_ps({a}, {b})", min="_mm512_min_ps({a}, {b})",
+)
+AVX2 = Vector(
+    isa="avx2", requires=frozenset({"avx2", "fma"}), header="immintrin.h", type="__m256", width=8,
+    load="_mm256_loadu_ps({p})", store="_mm256_storeu_ps({p}, {v})", set1="_mm256_set1_ps({x})",
+    zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
+    mul="_mm256_mul_ps({a}, {b})", max="_mm256_max_ps({a}, {b})", min="_mm256_min_ps({a}, {b})",
+)
+NEON = Vector(
+    isa="neon", requires=frozenset({"neon"}), header="arm_neon.h", type="float32x4_t", width=4,
+    load="vld1q_f32({p})", store="vst1q_f32({p}, {v})", set1="vdupq_n_f32({x})",
+    zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})",
+    mul="vmulq_f32({a}, {b})", max="vmaxq_f32({a}, {b})", min="vminq_f32({a}, {b})",
+)
+
+VECTORS = (AVX512, AVX2, NEON)
+
+# Activations the vector epilogue applies itself; the others run as a scalar pass afterwards.
+VECTOR_ACTIVATIONS = frozenset({"none", "relu", "clip", "hard_sigmoid", "hard_swish"})
