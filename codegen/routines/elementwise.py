@@ -30,7 +30,7 @@ def binary_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
 
     strides = [operand(layer.inputs[0]), operand(layer.inputs[1]), logical_strides(out, graph.tensor(out_name).layout)]
     shape, (a_st, b_st, y_st) = collapse(tuple(out[a] for a in order), *(tuple(s[a] for a in order) for s in strides))
-    return dict(shape=shape, a_strides=a_st, b_strides=b_st, y_strides=y_st, symbol=SYMBOLS[layer.attrs["op"]])
+    return dict(shape=shape, a_strides=a_st, b_strides=b_st, y_strides=y_st, operator=SYMBOLS[layer.attrs["op"]])
 
 
 def scale_shift_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
