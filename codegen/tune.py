@@ -60,7 +60,7 @@ def candidates(graph: Graph, target: Target) -> Candidates:
 def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, reprofile: bool,
             settings: Settings, progress: Progress) -> tuple[dict[str, Measurement], int]:
     """Times of `items`: from the cache, the rest measured on the target. Returns (times, number measured)."""
-    fp = fingerprint(target)
+    fp = f"{fingerprint(target)}|evict={settings.evict_bytes}"  # flushing changes what is measured
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
     todo = [item for item in items if item.key not in known]
     if todo:

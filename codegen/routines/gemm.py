@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ir import Graph, Layer
+import numpy as np
+
+from ..ir import NO_ACTIVATION, Graph, Layer
 from .loops import broadcast_strides, collapse
-from .registry import Params, Routine, register
+from .registry import ContextFn, PackFn, Params, Routine, register
+from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
 
 
 def dense_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -36,3 +39,41 @@ register(Routine(kind="dense", algorithm="ref", template="dense/ref-scalar.c.j2"
                  context=dense_context, roles=("x", "w", "b")))
 register(Routine(kind="matmul", algorithm="ref", template="matmul/ref-scalar.c.j2",
                  context=matmul_context, roles=("a", "b")))
+
+
+# -- vector micro-kernels: a dense layer is a 1x1 convolution over N rows ----------------------------
+
+def _dense_as_conv(vector: Vector, mr: int, nr: int) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        n, k = graph.shape(layer.inputs[0])
+        m = graph.shape(layer.inputs[1])[0]
+        return dict(N=1, H=n, W=1, C=k, P=n, K=k, M=m, direct=True, MR=mr, NR=nr, NV=nr // vector.width,
+                    ROWS=mr * params["row_tiles"], v=vector, has_bias=len(layer.inputs) > 2 and bool(layer.inputs[2]),
+                    vector_activation=layer.activation.kind in VECTOR_ACTIVATIONS, none_activation=NO_ACTIVATION)
+    return context
+
+
+def _pack_dense_panels(nr: int) -> PackFn:
+    """[M][K] -> panels [M/NR][K][NR] (M zero-padded); bias padded alike."""
+    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+        w = graph.tensor(layer.inputs[1]).data
+        m, k = w.shape
+        padded = -(-m // nr) * nr
+        wk = np.zeros((k, padded), np.float32)
+        wk[:, :m] = w.T
+        panels = np.ascontiguousarray(wk.reshape(k, padded // nr, nr).transpose(1, 0, 2))
+        bias = None
+        if len(layer.inputs) > 2 and layer.inputs[2]:
+            bias = np.zeros(padded, np.float32)
+            bias[:m] = graph.tensor(layer.inputs[2]).data
+        return [None, panels, bias]
+    return pack
+
+
+for _vector, _tiles in ((AVX512, ((4, 64), (1, 64))), (AVX2, ((4, 24), (1, 32)))):
+    for _mr, _nr in _tiles:
+        register(Routine(
+            kind="dense", algorithm=f"gemm{_mr}x{_nr}", isa=_vector.isa, requires=_vector.requires,
+            headers=(_vector.header,), template="conv2d/gemm-nhwc-simd.c.j2", params={"row_tiles": (8,)},
+            context=_dense_as_conv(_vector, _mr, _nr), pack=_pack_dense_panels(_nr), roles=("x", "w", "b"),
+        ))
