@@ -23,7 +23,14 @@ from .profile.harness import Item, Measurement, Settings, adapt_item, profile
 from .profile.runners import make_runner
 from .progress import SILENT, Progress
 from .record import RECORD_FORMAT, RECORD_VERSION, graph_hash
-from .selection import SPATIAL_LAYOUTS, Selection, activation_inputs, native_layout, selections_for
+from .selection import (
+    SPATIAL_LAYOUTS,
+    Selection,
+    activation_inputs,
+    native_layout,
+    reference_selection,
+    selections_for,
+)
 from .targets import Target, fingerprint
 
 DEFAULT_SETTINGS = Settings()
@@ -62,7 +69,7 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     """Times of `items`: from the cache, the rest measured on the target. Returns (times, number measured)."""
     fp = f"{fingerprint(target)}|evict={settings.evict_bytes}"  # flushing changes what is measured
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
-    todo = [item for item in items if item.key not in known]
+    todo = with_references([item for item in items if item.key not in known])
     if todo:
         runner = make_runner(target.runner)
         progress.note(f"profiling {len(todo)} routine instance(s) on {target.name} ({runner.description}); "
@@ -76,6 +83,21 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     else:
         progress.note(f"all {len(items)} routine instance(s) found in the profile cache")
     return known, len(todo)
+
+
+def with_references(items: list[Item]) -> list[Item]:
+    """`items` plus, for each layer among them, its reference routine, which checks the others' results
+    (it may be cached already, when only new routines are measured)."""
+    present = {item.key for item in items}
+    extra = []
+    for item in items:
+        if item.layer.kind == "layout":
+            continue
+        reference = Item(item.layer, reference_selection(item.layer, item.graph), item.graph)
+        if reference.key not in present:
+            present.add(reference.key)
+            extra.append(reference)
+    return items + extra
 
 
 def problem(graph: Graph, found: Candidates, times: dict[str, Measurement],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import onnx
@@ -157,3 +159,17 @@ def test_cache_is_safe_under_concurrent_writers(tmp_path):
     cache = ProfileCache(path)
     per_target = cache.count("target-0")
     assert per_target > 20 and cache.count() == 3 * per_target
+
+
+def test_new_routines_are_measured_with_their_reference_when_the_rest_is_cached(small_path, tmp_path):
+    """A cache that already holds a layer's reference still gets the reference re-run beside new routines,
+    since it is what their results are checked against."""
+    cache = ProfileCache(tmp_path / "cache.sqlite")
+    record = tune_model(small_path, cache=cache, settings=QUICK)
+    keys = {k for e in record["path"] for k in e["alternatives"]}
+    victim = next(k for k in sorted(keys) if "gemm" in k)
+    with closing(sqlite3.connect(cache.path)) as db, db:
+        db.execute("DELETE FROM measurements WHERE instance = ?", (victim.split("|")[0],))
+    again = tune_model(small_path, cache=cache, settings=QUICK)
+    assert 2 <= again["profiling"]["measured"] < record["profiling"]["measured"]
+
