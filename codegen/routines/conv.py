@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import NO_ACTIVATION, Graph, Layer, Layout
+from .packing import padded_bias, panels
 from .registry import ContextFn, PackFn, Params, Routine, register
 from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
 
@@ -106,22 +107,8 @@ def _pack_panels(nr: int) -> PackFn:
     """[M][C][KH][KW] -> panels [M/NR][KH*KW*C][NR] (M zero-padded to a multiple of NR); bias padded alike."""
     def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
         w = graph.tensor(layer.inputs[1]).data
-        m = w.shape[0]
-        padded = -(-m // nr) * nr
-        wk = np.zeros((w.shape[2] * w.shape[3] * w.shape[1], padded), np.float32)
-        wk[:, :m] = w.transpose(2, 3, 1, 0).reshape(-1, m)
-        panels = np.ascontiguousarray(wk.reshape(wk.shape[0], padded // nr, nr).transpose(1, 0, 2))
-        return [None, panels, _padded_bias(layer, graph, padded)]
+        return [None, panels(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), nr), padded_bias(layer, graph, nr)]
     return pack
-
-
-def _padded_bias(layer: Layer, graph: Graph, size: int) -> np.ndarray | None:
-    if len(layer.inputs) < 3 or not layer.inputs[2]:
-        return None
-    bias = np.zeros(size, np.float32)
-    data = graph.tensor(layer.inputs[2]).data
-    bias[:data.size] = data
-    return bias
 
 
 def _dw_context(vector: Vector) -> ContextFn:
@@ -140,7 +127,7 @@ def _pack_depthwise(width: int) -> PackFn:
         padded = -(-c // width) * width
         taps = np.zeros((w.shape[2] * w.shape[3], padded), np.float32)
         taps[:, :c] = w.reshape(c, -1).T
-        return [None, taps, _padded_bias(layer, graph, padded)]
+        return [None, taps, padded_bias(layer, graph, width)]
     return pack
 
 
@@ -205,11 +192,7 @@ def _pack_winograd(nr: int) -> PackFn:
         w = graph.tensor(layer.inputs[1]).data.astype(np.float64)
         m, c = w.shape[:2]
         u = np.einsum("ik,mckl,jl->ijcm", WINOGRAD_G, w, WINOGRAD_G).reshape(16, c, m)
-        padded = -(-m // nr) * nr
-        full = np.zeros((16, c, padded))
-        full[:, :, :m] = u
-        panels = full.reshape(16, c, padded // nr, nr).transpose(0, 2, 1, 3)
-        return [None, np.ascontiguousarray(panels, dtype=np.float32), None]
+        return [None, panels(u, nr), None]
     return pack
 
 

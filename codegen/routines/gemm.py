@@ -8,6 +8,7 @@ import numpy as np
 
 from ..ir import NO_ACTIVATION, Graph, Layer
 from .loops import broadcast_strides, collapse
+from .packing import padded_bias, panels
 from .registry import ContextFn, PackFn, Params, Routine, register
 from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
 
@@ -57,16 +58,7 @@ def _pack_dense_panels(nr: int) -> PackFn:
     """[M][K] -> panels [M/NR][K][NR] (M zero-padded); bias padded alike."""
     def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
         w = graph.tensor(layer.inputs[1]).data
-        m, k = w.shape
-        padded = -(-m // nr) * nr
-        wk = np.zeros((k, padded), np.float32)
-        wk[:, :m] = w.T
-        panels = np.ascontiguousarray(wk.reshape(k, padded // nr, nr).transpose(1, 0, 2))
-        bias = None
-        if len(layer.inputs) > 2 and layer.inputs[2]:
-            bias = np.zeros(padded, np.float32)
-            bias[:m] = graph.tensor(layer.inputs[2]).data
-        return [None, panels, bias]
+        return [None, panels(w.T, nr), padded_bias(layer, graph, nr)]
     return pack
 
 
