@@ -142,14 +142,14 @@ GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24))}
 for _vector, _tiles in GEMM_TILES.items():
     for _mr, _nr in _tiles:
         register(Routine(
-            kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), isa=_vector.isa,
-            requires=_vector.requires, headers=(_vector.header,), template="conv2d/gemm-nhwc-simd.c.j2",
+            kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
+            template="conv2d/gemm-nhwc-simd.c.j2",
             params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
             scratch=im2col_scratch, pack=_pack_panels(_nr), roles=("x", "w", "b"),
         ))
     register(Routine(
-        kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), isa=_vector.isa, requires=_vector.requires,
-        headers=(_vector.header,), template="conv2d/dwconv-nhwc-simd.c.j2", accepts=_depthwise,
+        kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), **_vector.routine_fields,
+        template="conv2d/dwconv-nhwc-simd.c.j2", accepts=_depthwise,
         context=_dw_context(_vector), pack=_pack_depthwise(_vector.width), roles=("x", "w", "b"),
     ))
 
@@ -199,8 +199,8 @@ def _pack_winograd(nr: int) -> PackFn:
 for _vector, _tiles in ((AVX512, ((6, 64), (12, 32))), (AVX2, ((6, 16),))):
     for _mr, _nr in _tiles:
         register(Routine(
-            kind="conv2d", algorithm=f"winograd2x2-gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), isa=_vector.isa,
-            requires=_vector.requires, headers=(_vector.header,), template="conv2d/winograd2x2-nhwc-simd.c.j2",
+            kind="conv2d", algorithm=f"winograd2x2-gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
+            template="conv2d/winograd2x2-nhwc-simd.c.j2",
             params={"row_tiles": (8, 32)}, accepts=_winograd_applies, context=_winograd_context(_vector, _mr, _nr),
             scratch=_winograd_scratch, pack=_pack_winograd(_nr), roles=("x", "w", "b"),
         ))

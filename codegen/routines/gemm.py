@@ -65,7 +65,7 @@ def _pack_dense_panels(nr: int) -> PackFn:
 for _vector, _tiles in ((AVX512, ((4, 64), (1, 64))), (AVX2, ((4, 24), (1, 32)))):
     for _mr, _nr in _tiles:
         register(Routine(
-            kind="dense", algorithm=f"gemm{_mr}x{_nr}", isa=_vector.isa, requires=_vector.requires,
-            headers=(_vector.header,), template="conv2d/gemm-nhwc-simd.c.j2", params={"row_tiles": (8,)},
+            kind="dense", algorithm=f"gemm{_mr}x{_nr}", **_vector.routine_fields,
+            template="conv2d/gemm-nhwc-simd.c.j2", params={"row_tiles": (8,)},
             context=_dense_as_conv(_vector, _mr, _nr), pack=_pack_dense_panels(_nr), roles=("x", "w", "b"),
         ))

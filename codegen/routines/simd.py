@@ -31,6 +31,11 @@ class Vector:
     def __call__(self, op: str, **args: str) -> str:
         return getattr(self, op).format(**args)
 
+    @property
+    def routine_fields(self) -> dict[str, object]:
+        """The Routine fields every routine written for this ISA shares."""
+        return {"isa": self.isa, "requires": self.requires, "headers": (self.header,)}
+
 
 AVX512 = Vector(
     isa="avx512f", requires=frozenset({"avx512f"}), header="immintrin.h", type="__m512", width=16,
