@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class Program:
     arena: ArenaPlan
     weights: bytes
     io: dict[str, list[dict[str, Any]]]
-    buffers: list[Buffer] = field(default_factory=list)
 
 
 def c_identifier(text: str) -> str:
@@ -189,7 +188,7 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
                    f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
         steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment))
     io = {"inputs": _io(graph, graph.inputs), "outputs": _io(graph, graph.outputs)}
-    return Program(name, graph, steps, arena, weights, io, buffers)
+    return Program(name, graph, steps, arena, weights, io)
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -73,18 +73,6 @@ class Layout(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Format:
-    """How one tensor is held: the device, element type and layout."""
-
-    device: str = "cpu"
-    dtype: DType = DType.F32
-    layout: Layout = Layout.NCHW
-
-    def __str__(self) -> str:
-        return f"({self.device}, {self.dtype.value}, {self.layout.value})"
-
-
-@dataclass(frozen=True)
 class Activation:
     """An element-wise activation fused into the epilogue of a layer."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..ir import Layout
 
 
@@ -43,10 +41,6 @@ def collapse(shape: tuple[int, ...], *strides: tuple[int, ...]) -> tuple[tuple[i
             for cur, s in zip(st, strides):
                 cur.append(s[i])
     return tuple(dims), [tuple(s) for s in st]
-
-
-def size(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
 
 
 # Axis order of each layout, as indices into the logical NCHW shape.
