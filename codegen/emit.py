@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ class Step:
     args: list[str]  # the C expressions passed
     comment: str
     body: str = ""
+    weights: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) of the constants it reads
 
 
 @dataclass
@@ -110,10 +111,13 @@ def _io(graph: Graph, names: list[str]) -> list[dict[str, Any]]:
              "dtype": graph.tensor(n).dtype.value, "layout": graph.tensor(n).layout.value} for n in names]
 
 
-def _weight_blob(graph: Graph, instances: list[RoutineInstance]) -> tuple[bytes, dict[tuple[int, str], int]]:
-    """Concatenate every instance's packed constants; identical arrays are stored once."""
+def _weight_blob(graph: Graph, instances: list[RoutineInstance]
+                 ) -> tuple[bytes, dict[tuple[int, str], tuple[int, int]]]:
+    """Concatenate every instance's packed constants; identical arrays are stored once.
+
+    Returns the blob and, per (instance index, tensor), the (offset, bytes) of its packed copy."""
     chunks: list[bytes] = []
-    offsets: dict[tuple[int, str], int] = {}
+    offsets: dict[tuple[int, str], tuple[int, int]] = {}
     by_digest: dict[str, int] = {}
     size = 0
     for index, inst in enumerate(instances):
@@ -126,7 +130,7 @@ def _weight_blob(graph: Graph, instances: list[RoutineInstance]) -> tuple[bytes,
                 chunks.append(data)
                 by_digest[digest] = start
                 size = start + len(data)
-            offsets[(index, name)] = by_digest[digest]
+            offsets[(index, name)] = (by_digest[digest], len(data))
     return b"".join(chunks), offsets
 
 
@@ -163,7 +167,7 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
     outputs = {n: i for i, n in enumerate(graph.outputs)}
     steps = []
     for index, inst in enumerate(instances):
-        params, args = [], []
+        params, args, spans = [], [], []
         for arg in inst.arguments(graph):
             tensor = graph.tensor(arg.tensor)
             macro = tensor.dtype.value.upper()
@@ -173,7 +177,9 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
             elif arg.tensor in inputs:
                 args.append(f"inputs[{inputs[arg.tensor]}]")
             elif tensor.is_constant:
-                args.append(f"{macro}_WEIGHTS({weight_offsets[(index, arg.tensor)]})")
+                offset, nbytes = weight_offsets[(index, arg.tensor)]
+                args.append(f"{macro}_WEIGHTS({offset})")
+                spans.append((offset, nbytes))
             else:
                 args.append(f"{macro}_ARENA({arena.offsets[arg.tensor]})")
         if inst.scratch_bytes(graph):
@@ -186,7 +192,7 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
         act = "" if layer.activation.is_identity else f" +{layer.activation.describe()}"
         comment = (f"{layer.name}: {layer.kind}{act} {shapes or '-'} -> "
                    f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
-        steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment))
+        steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment, weights=spans))
     io = {"inputs": _io(graph, graph.inputs), "outputs": _io(graph, graph.outputs)}
     return Program(name, graph, steps, arena, weights, io)
 

@@ -28,6 +28,9 @@ class Target:
     devices: frozenset[str] = frozenset({"cpu"})
     runner: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
     source: str = ""
+    # How many bytes of weights stay cached from one run of a model to the next; a model with more
+    # is profiled with each layer's weights flushed to memory (TOML: [profile] weights_cache_mib).
+    weights_cache_bytes: int = 4 << 20
 
     @property
     def compiler(self) -> str:
@@ -107,10 +110,11 @@ def load(name_or_path: str) -> Target:
             devices=frozenset(feats.get("devices", ("cpu",))),
             runner=dict(data.get("runner", {"kind": "local"})),
             source=str(path),
+            weights_cache_bytes=int(float(data.get("profile", {}).get("weights_cache_mib", 4)) * (1 << 20)),
         )
     except KeyError as exc:
         raise TargetError(f"{path}: missing key {exc} (a target needs name and [toolchain] cc)") from None
-    except (TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError, ValueError) as exc:
         raise TargetError(f"{path}: a value has the wrong type ({exc})") from None
 
 

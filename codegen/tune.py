@@ -68,6 +68,8 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
             settings: Settings, progress: Progress) -> tuple[dict[str, Measurement], int]:
     """Times of `items`: from the cache, the rest measured on the target. Returns (times, number measured)."""
     fp = f"{fingerprint(target)}|evict={settings.evict_bytes}"  # flushing changes what is measured
+    if settings.cold_weights:
+        fp += "|cold-weights"
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
     todo = with_references([item for item in items if item.key not in known])
     if todo:
@@ -143,6 +145,7 @@ class Paths:
     baselines: dict[str, dprs.Solution]
     instances: int
     measured: int
+    settings: Settings
 
     def all(self) -> dict[str, dprs.Solution]:
         return {"dprs": self.best, **self.baselines}
@@ -151,6 +154,7 @@ class Paths:
 def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
                settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> Paths:
     """Profile (what the cache lacks), then solve for the DPRS path, the greedy one and each single layout."""
+    settings = settings_for(graph, target, settings)
     found = candidates(graph, target)
     items = found.items()
     times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
@@ -163,7 +167,18 @@ def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = Non
         single = single_layout(prob, layout)
         if single is not None:
             baselines[f"all-{layout.value}"] = single
-    return Paths(prob, best, baselines, len(items), measured)
+    return Paths(prob, best, baselines, len(items), measured, settings)
+
+
+def weights_bytes(graph: Graph) -> int:
+    return sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
+
+
+def settings_for(graph: Graph, target: Target, settings: Settings) -> Settings:
+    """`settings` with cold_weights decided, when left open: flush weights when the model's do not stay cached."""
+    if settings.cold_weights is not None:
+        return settings
+    return dataclasses.replace(settings, cold_weights=weights_bytes(graph) > target.weights_cache_bytes)
 
 
 def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
@@ -172,7 +187,8 @@ def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, rep
     start = time.perf_counter()
     paths = tune_paths(graph, target, cache=cache, reprofile=reprofile, settings=settings, progress=progress)
     return make_tuning_record(graph, target, paths.problem, paths.best, paths.baselines, measured=paths.measured,
-                              profiled=paths.instances, seconds=time.perf_counter() - start)
+                              profiled=paths.instances, seconds=time.perf_counter() - start,
+                              cold_weights=bool(paths.settings.cold_weights))
 
 
 def selections_of(solution: dprs.Solution, graph: Graph, target: Target) -> dict[str, Selection]:
@@ -195,7 +211,7 @@ def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
 
 def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: dprs.Solution,
                        baselines: dict[str, dprs.Solution], *, measured: int, profiled: int,
-                       seconds: float) -> dict[str, Any]:
+                       seconds: float, cold_weights: bool = False) -> dict[str, Any]:
     layers = []
     for name in prob.layers:
         chosen = best.choice[name]
@@ -219,7 +235,8 @@ def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: d
         "adapts": adapts,
         "predicted_us": predicted,
         "optimal": best.optimal,
-        "profiling": {"instances": profiled, "measured": measured, "seconds": round(seconds, 2)},
+        "profiling": {"instances": profiled, "measured": measured, "seconds": round(seconds, 2),
+                      "weights": "flushed to memory" if cold_weights else "cached"},
     }
 
 

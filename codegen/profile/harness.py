@@ -40,6 +40,11 @@ class Settings:
     # 46% under) and picked a path 27% faster; 32 MiB predicted closer (4%) but chose worse on
     # MobileNetV2. 0 turns it off.
     evict_bytes: int = 4 << 20
+    # Also flush each instance's own weights out to memory before a timed run: right for a model
+    # whose weights do not stay cached from one run to the next (ResNet50's 100 MB here: without
+    # it the last stage's layers were predicted at half the time they take in the model). None:
+    # decided per model by tuning, from the target's weights_cache_bytes.
+    cold_weights: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ def bench_sources(items: list[Item], name: str = "bench") -> tuple[dict[str, str
                 case_inputs.append({"slot": inputs[name_], "salt": salts[name_],
                                     "view": _view(tensor.shape, tensor.layout)})
             out = graph.tensor(layer.outputs[0])
-            cases.append({"key": item.key, "call": f"{step.symbol}({', '.join(step.args)})",
+            cases.append({"key": item.key, "call": f"{step.symbol}({', '.join(step.args)})", "weights": step.weights,
                           "inputs": case_inputs, "is_reference": _is_reference(item),
                           "output": {"slot": outputs[out.name], "view": _view(out.shape, out.layout)}})
         has_reference = any(c["is_reference"] for c in cases)
@@ -223,7 +228,8 @@ def run_bench(session: Session, program: Path, weights: Path, settings: Settings
     remote_program = session.put(program, executable=True)
     remote_weights = session.put(weights)
     result = session.run([remote_program, remote_weights, str(settings.min_reps), str(settings.max_reps),
-                          str(settings.min_seconds), str(settings.evict_bytes)], timeout=timeout)
+                          str(settings.min_seconds), str(settings.evict_bytes), str(int(bool(settings.cold_weights)))],
+                         timeout=timeout)
     session.check(result, "the profiling program")
     return parse(result.stdout)
 

@@ -50,14 +50,16 @@ def test_tune_over_ssh_under_qemu_and_run_the_result(sshd, tmp_path):
     target = _target_file(tmp_path, sshd)
     logins = sshd.logins()
     cache = ProfileCache(tmp_path / "cache.sqlite")
-    record = codegen.compiler.tune_model(model_path, target=str(target), cache=cache,
-                                         settings=Settings(min_reps=1, max_reps=2, min_seconds=0.0))
+    # Weights flushed before each timed run: `dc civac` on the board (under qemu here).
+    settings = Settings(min_reps=1, max_reps=2, min_seconds=0.0, cold_weights=True)
+    record = codegen.compiler.tune_model(model_path, target=str(target), cache=cache, settings=settings)
     assert sshd.logins() == logins + 1, "one multiplexed connection for the whole profiling run"
     assert record["profiling"]["measured"] == record["profiling"]["instances"] > 10
     assert record["target"]["name"] == "aarch64-board"
     assert "ssh:127.0.0.1" in record["target"]["fingerprint"]
+    assert record["profiling"]["weights"] == "flushed to memory"
 
-    again = codegen.compiler.tune_model(model_path, target=str(target), cache=cache)
+    again = codegen.compiler.tune_model(model_path, target=str(target), cache=cache, settings=settings)
     assert again["profiling"]["measured"] == 0 and sshd.logins() == logins + 1, "the cache answers everything"
 
     project = codegen.compile_model(model_path, tmp_path / "out", name="tiny", target=str(target), record=record)

@@ -173,3 +173,36 @@ def test_arena_plan_is_smaller_than_keeping_every_tensor(tiny_model_path):
     every_tensor = sum(graph.tensor(o).nbytes for layer in graph.layers for o in layer.outputs
                        if o not in graph.outputs)
     assert 0 < arena < every_tensor
+
+
+STEP_COUNTER = """
+#include <stdio.h>
+#include "tiny.h"
+static int steps_seen, last_step = -1, in_order = 1;
+void count_step(int step) { in_order &= step == last_step + 1; last_step = step; ++steps_seen; }
+static _Alignas(64) unsigned char arena[TINY_ARENA_SIZE];
+static float input[TINY_INPUT0_SIZE], logits[TINY_OUTPUT0_SIZE], probs[TINY_OUTPUT1_SIZE];
+int main(void)
+{
+    tiny_ctx ctx;
+    const float *inputs[1] = {input};
+    float *outputs[2] = {logits, probs};
+    if (tiny_init(&ctx, arena, sizeof arena) != TINY_OK || tiny_run(&ctx, inputs, outputs) != TINY_OK) {
+        return 1;
+    }
+    printf("%d %d\\n", steps_seen, in_order);
+    return 0;
+}
+"""
+
+
+def test_step_hook_is_called_after_every_routine_call(projects, tmp_path):
+    """-DTINY_STEP_HOOK=fn: per-step timing without touching the generated sources."""
+    project = projects["incbin"]
+    main = tmp_path / "steps.c"
+    main.write_text(STEP_COUNTER)
+    program = build(project, kind="program", main=main, werror=True, extra_cflags=("-DTINY_STEP_HOOK=count_step",))
+    output = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
+    steps, in_order = map(int, output.split())
+    emitted = json.loads((project / "tuning.json").read_text())["emitted"]
+    assert (steps, in_order) == (len(emitted), 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import sqlite3
@@ -21,7 +22,7 @@ from codegen.ir import Layout
 from codegen.profile.cache import ProfileCache
 from codegen.profile.harness import Settings, adapt_item
 from codegen.targets import load as load_target
-from codegen.tune import RecordError, candidates
+from codegen.tune import RecordError, candidates, settings_for, tune, weights_bytes
 
 QUICK = Settings(min_reps=1, max_reps=3, min_seconds=0.0)
 
@@ -48,6 +49,22 @@ def test_second_tune_measures_nothing_and_reprofile_measures_again(small_path, t
     assert [e["instance"] for e in second["path"]] == [e["instance"] for e in first["path"]]
     third = tune_model(small_path, cache=cache, reprofile=True, settings=QUICK)
     assert third["profiling"]["measured"] == instances
+
+
+def test_weights_are_flushed_when_the_model_outgrows_the_targets_weight_cache(small_path, tmp_path):
+    graph = import_model(small_path)
+    host = load_target("host")
+    assert host.weights_cache_bytes == 32 << 20  # targets/host.toml
+    assert settings_for(graph, host, QUICK).cold_weights is False
+    small_cache = dataclasses.replace(host, weights_cache_bytes=weights_bytes(graph) - 1)
+    assert settings_for(graph, small_cache, QUICK).cold_weights is True
+    assert settings_for(graph, small_cache, dataclasses.replace(QUICK, cold_weights=False)).cold_weights is False
+    cache = ProfileCache(tmp_path / "cache.sqlite")
+    warm = tune(graph, host, cache=cache, settings=QUICK)
+    cold = tune(graph, small_cache, cache=cache, settings=QUICK)
+    assert (warm["profiling"]["weights"], cold["profiling"]["weights"]) == ("cached", "flushed to memory")
+    assert cold["profiling"]["measured"] == cold["profiling"]["instances"], "times with flushed weights are keyed apart"
+    assert all(entry["time_us"] > 0 for entry in cold["path"])
 
 
 def test_record_describes_the_choice(tiny_record):
