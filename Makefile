@@ -12,22 +12,30 @@ APT_PACKAGES := gcc make cmake binutils clang lld gcc-aarch64-linux-gnu libc6-de
 TEST_TOOLS := gcc make cmake nm clang aarch64-linux-gnu-gcc qemu-aarch64 ssh /usr/sbin/sshd
 DEMO := build/demo/tiny_cnn
 
-.PHONY: demo test setup system-deps lint clean
+.PHONY: demo test setup setup-full system-deps lint clean
 
 demo: setup
 	$(BIN)/neurogen compile examples/tiny_cnn.onnx -o $(DEMO)
 	$(BIN)/neurogen verify examples/tiny_cnn.onnx $(DEMO) --repeat 50
 
-test: setup system-deps
-	$(BIN)/ruff check codegen tests
+test: setup-full system-deps
+	$(BIN)/ruff check codegen tests bench
 	$(BIN)/python -m pytest -q
 
 setup: $(VENV)/.installed
 
+# The core install (what the demo needs: neurogen and onnxruntime to check it against).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The heavy extras the tests also use: TensorFlow (Keras/TFLite import, benchmark peers), torch (CPU wheel).
+setup-full: $(VENV)/.installed-full
+
+$(VENV)/.installed-full: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,tf,torch,bench]' torch==2.13.0
 	touch $@
 
 system-deps:
@@ -38,7 +46,7 @@ system-deps:
 	fi
 
 lint: setup
-	$(BIN)/ruff check codegen tests
+	$(BIN)/ruff check codegen tests bench
 
 clean:
 	rm -rf build $(VENV)

@@ -29,7 +29,7 @@ def _declare(src: Layout, dst: Layout) -> Routine:
     return register(Routine(
         kind="layout", algorithm=f"{src.value}2{dst.value}", template="data/transpose-ref-scalar.c.j2",
         accepts=lambda layer, graph: layer.attrs["src"] is src and layer.attrs["dst"] is dst,
-        context=layout_context, roles=("x",),
+        context=layout_context, roles=("x",), parallel=True,
     ))
 
 

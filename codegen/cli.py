@@ -14,6 +14,8 @@ from . import __version__
 from .errors import NeurogenError
 from .progress import Progress
 
+MODEL_HELP = "the model: .onnx, a SavedModel folder, .keras, .h5, .pb or .tflite"
+
 
 class UsageError(NeurogenError):
     pass
@@ -71,7 +73,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = compile_model(args.model, args.output, name=args.name, target=args.target,
                         input_shapes=_parse_shapes(args.input_shape), weights=args.weights,
                         record=args.record, reference=args.reference, reprofile=args.reprofile,
-                        progress=progress)
+                        threads=args.threads, progress=progress)
     if args.build:
         from .build import build
 
@@ -88,7 +90,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     progress.note(f"tuning {args.model} for target '{args.target}'")
     record = tune_model(args.model, target=args.target, input_shapes=_parse_shapes(args.input_shape),
-                        reprofile=args.reprofile, progress=progress)
+                        reprofile=args.reprofile, threads=args.threads, progress=progress)
     out = Path(args.output)
     try:
         tmp = out.with_name(f".{out.name}.tmp")
@@ -279,6 +281,16 @@ def cmd_routines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, not '{text}'")
+    return value
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -292,13 +304,21 @@ def parser() -> argparse.ArgumentParser:
     def quiet(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
+    def threads(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument("--threads", type=_positive_int, metavar="N",
+                        help=f"threads the model runs on, and is profiled with ({default}); "
+                             "1 builds without pthreads")
+
     def shapes(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
-                        help="fix the shape of an input with dynamic dimensions (repeatable)")
+                        help="fix the shape of an input with dynamic dimensions, in the model's own "
+                             "axis order (NHWC for TensorFlow models; repeatable)")
 
     c = sub.add_parser("compile", help="compile a model into a C project",
-                       description="Compile MODEL (.onnx) into a standalone C project in DIR.")
-    c.add_argument("model", help="the model file (.onnx)")
+                       description="Compile MODEL into a standalone C project in DIR. MODEL is a .onnx file, a "
+                                   "TensorFlow SavedModel folder, a .keras, .h5 or frozen .pb file, or a float "
+                                   ".tflite file (the format comes from the path).")
+    c.add_argument("model", help=MODEL_HELP)
     c.add_argument("-o", "--output", required=True, metavar="DIR", help="the project folder to write")
     c.add_argument("--target", default="host", help="target name or .toml path (default: host)")
     c.add_argument("--name", help="C name prefix of the generated API (default: from the file name)")
@@ -310,6 +330,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--reference", action="store_true",
                    help="use the portable reference routines (no tuning)")
     c.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
+    threads(c, "default: the record's, else 1")
     shapes(c)
     quiet(c)
     c.set_defaults(func=cmd_compile)
@@ -317,10 +338,11 @@ def parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="profile on the target and choose the routine path",
                         description="Measure every candidate routine (and adapt) on the target, cached, and "
                                     "choose the fastest routine path with DPRS; write the tuning record.")
-    tu.add_argument("model", help="the model file (.onnx)")
+    tu.add_argument("model", help=MODEL_HELP)
     tu.add_argument("-o", "--output", required=True, metavar="TUNING.json", help="the tuning record to write")
     tu.add_argument("--target", default="host", help="target name or .toml path (default: host)")
     tu.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
+    threads(tu, "default: 1")
     shapes(tu)
     quiet(tu)
     tu.set_defaults(func=cmd_tune)
@@ -354,7 +376,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="list a model's layers, shapes and MACs",
                        description="Print the layers neurogen compiles MODEL into, with shapes, "
                                    "parameter counts and multiply-accumulates.")
-    i.add_argument("model", nargs="?", help="the model file (.onnx)")
+    i.add_argument("model", nargs="?", help=MODEL_HELP)
     i.add_argument("--raw", action="store_true", help="show the graph before simplification")
     i.add_argument("--record", metavar="TUNING.json",
                    help="report a tuning record: chosen routines, times, adapts, runner-ups, predicted totals")

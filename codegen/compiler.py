@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ import onnx
 
 from . import passes, record
 from .emit import c_identifier, lower, render, write_project
-from .errors import ModelError
+from .errors import ModelError, NeurogenError
 from .frontends import onnx as onnx_frontend
 from .ir import Graph
 from .profile.cache import ProfileCache
@@ -24,35 +25,65 @@ from .targets import load as load_target
 from .tune import RecordError, check_record, selections_from_record, tune
 
 ModelSource = str | os.PathLike | onnx.ModelProto
+MAX_THREADS = 64  # runtime_c/ng_threads.h NG_MAX_THREADS
 
 
 def import_model(model: ModelSource, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
                  simplify: bool = True) -> Graph:
     """Read a model into the IR (and simplify it, by default)."""
-    if isinstance(model, onnx.ModelProto) or Path(model).suffix.lower() == ".onnx":
+    fmt = model_format(model)
+    if fmt == "onnx":
         graph = onnx_frontend.import_model(model, input_shapes=input_shapes)
+    elif fmt == "tflite":
+        from .frontends import tflite
+        graph = tflite.import_model(model, input_shapes=input_shapes)
     else:
-        raise ModelError(f"{model}: unknown model format (expected a .onnx file)")
+        from .frontends import tensorflow
+        graph = tensorflow.import_model(model, input_shapes=input_shapes)
     return passes.own_outputs(passes.simplify(graph)) if simplify else graph
+
+
+MODEL_FORMATS = ("a .onnx file, a TensorFlow SavedModel folder, a .keras, .h5 or frozen GraphDef .pb file, "
+                 "or a float .tflite file")
+
+
+def model_format(model: ModelSource) -> str:
+    """The format of a model from its path: onnx, tensorflow (SavedModel, Keras, GraphDef) or tflite."""
+    if isinstance(model, onnx.ModelProto):
+        return "onnx"
+    path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    if path.is_dir() or suffix in (".keras", ".h5", ".hdf5", ".pb"):
+        return "tensorflow"
+    if not path.exists():
+        raise ModelError(f"{model}: no such model file or folder")
+    raise ModelError(f"{model}: unknown model format '{suffix or path.name}' (expected {MODEL_FORMATS})")
 
 
 def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin",
              selections: Mapping[str, Selection] | None = None,
-             tuning: dict[str, Any] | None = None) -> dict[str, bytes]:
+             tuning: dict[str, Any] | None = None, threads: int = 1) -> dict[str, bytes]:
     """Every file of the C project for `graph`, as relative path -> bytes.
 
     `selections` fixes each layer's routine, layout and parameters (the routine path);
     layers without one run their portable reference routine. `tuning`, the record the
-    path came from, is written into the project as tuning.json.
+    path came from, is written into the project as tuning.json. `threads`: how many threads the
+    model runs on (1: no threads, no pthreads).
     """
+    if not 1 <= threads <= MAX_THREADS:
+        raise NeurogenError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
     graph = passes.own_outputs(graph)
     chosen = dict(selections or {})
     for layer in graph.layers:
         chosen.setdefault(layer.name, reference_selection(layer, graph))
     lowered, instances = materialize(graph, chosen)
-    program = lower(lowered, instances, name)
+    program = lower(lowered, instances, name, threads)
     rec = dict(tuning) if tuning is not None else reference_record(graph, target, chosen)
-    rec.update(io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
+    rec.update(threads=threads, io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
                emitted=[{"layer": i.layer.name, "routine": i.routine.name} for i in instances])
     return render(program, record.dumps(rec), weights, target.cflags)
 
@@ -73,12 +104,13 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
                   target: str | Target = "host", input_shapes: dict[str, tuple[int, ...]] | None = None,
                   weights: str = "incbin", record: str | os.PathLike | dict[str, Any] | None = None,
                   reference: bool = False, reprofile: bool = False, cache: ProfileCache | None = None,
-                  progress: Progress = SILENT) -> Path:
+                  threads: int | None = None, progress: Progress = SILENT) -> Path:
     """Compile a model into a standalone C project in `out_dir`; returns the folder.
 
     The routine path comes from `record` (a tuning record: no profiling, reproducible
     bytes), or is the portable reference path with `reference=True`, or else is tuned
     on the target first (measurements come from the profile cache where it has them).
+    `threads`: the model's thread count (default: the record's, else 1); tuning profiles with it.
     """
     tgt = target if isinstance(target, Target) else load_target(target)
     name = c_identifier(name) if name else default_name(model)
@@ -89,25 +121,39 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
         tuning = load_record(record)
         check_record(tuning, graph, tgt, source=str(record) if not isinstance(record, dict) else "tuning record")
         selections = selections_from_record(tuning, graph, tgt)
+        tuned_for = int(tuning.get("threads", 1))
+        if threads is not None and threads != tuned_for:
+            progress.note(f"note: the record's path was tuned on {tuned_for} thread(s); it runs on {threads} "
+                          "(tune with --threads for a path chosen for that)")
+        threads = threads or tuned_for
     elif not reference:
-        tuning = tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress)
+        tuning = tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
+                      settings=Settings(threads=threads or 1))
         selections = selections_from_record(tuning, graph, tgt)
     with progress.step(f"generating C for {len(graph.layers)} layers"):
-        files = generate(graph, tgt, name=name, weights=weights, selections=selections, tuning=tuning)
+        files = generate(graph, tgt, name=name, weights=weights, selections=selections, tuning=tuning,
+                         threads=threads or 1)
     with progress.step(f"writing {out_dir}"):
         return write_project(files, out_dir)
 
 
 def tune_model(model: ModelSource, *, target: str | Target = "host",
                input_shapes: dict[str, tuple[int, ...]] | None = None, reprofile: bool = False,
-               cache: ProfileCache | None = None, settings: Settings | None = None,
+               cache: ProfileCache | None = None, settings: Settings | None = None, threads: int | None = None,
                progress: Progress = SILENT) -> dict[str, Any]:
-    """Profile a model's candidate routines on the target and select its routine path: the tuning record."""
+    """Profile a model's candidate routines on the target and select its routine path: the tuning record.
+
+    `threads`: the thread count to profile with and to record (overrides the settings' own)."""
     tgt = target if isinstance(target, Target) else load_target(target)
+    settings = settings or Settings()
+    if threads is not None:
+        if not 1 <= threads <= MAX_THREADS:
+            raise NeurogenError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
+        settings = dataclasses.replace(settings, threads=threads)
     with progress.step("importing and simplifying"):
         graph = import_model(model, input_shapes=input_shapes)
     return tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
-                settings=settings or Settings())
+                settings=settings)
 
 
 def load_record(record: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from . import __version__
 from .errors import OutputError
 from .ir import DType, Graph, format_shape
 from .memory import ALIGNMENT, ArenaPlan, Buffer, align_up, plan
-from .paths import TEMPLATES
+from .paths import RUNTIME_C, TEMPLATES
 from .routines import RoutineInstance
 
 WEIGHT_MODES = ("incbin", "c-array")
@@ -88,6 +88,8 @@ class Step:
     comment: str
     body: str = ""
     weights: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) of the constants it reads
+    parallel: bool = False  # takes (part, parts) and runs on every thread
+    barrier_after: bool = False  # threads meet after it (it or the next step runs on several)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Program:
     arena: ArenaPlan
     weights: bytes
     io: dict[str, list[dict[str, Any]]]
+    threads: int = 1
 
 
 def c_identifier(text: str) -> str:
@@ -134,7 +137,7 @@ def _weight_blob(graph: Graph, instances: list[RoutineInstance]
     return b"".join(chunks), offsets
 
 
-def _buffers(graph: Graph, instances: list[RoutineInstance]) -> list[Buffer]:
+def _buffers(graph: Graph, instances: list[RoutineInstance], threads: int = 1) -> list[Buffer]:
     """Arena buffers: intermediate tensors from producer to last reader, scratch for one step."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -149,6 +152,8 @@ def _buffers(graph: Graph, instances: list[RoutineInstance]) -> list[Buffer]:
             if name in first:
                 last[name] = step
         nbytes = inst.scratch_bytes(graph)
+        if inst.routine.scratch_per_part and inst.routine.parallel:
+            nbytes *= threads
         if nbytes:
             scratch.append(Buffer(f"scratch:{step}", nbytes, step, step))
     tensors = [Buffer(n, graph.tensor(n).nbytes, first[n], last[n]) for n in first]
@@ -159,8 +164,15 @@ def _pointer(dtype: DType, const: bool) -> str:
     return f"{'const ' if const else ''}{dtype.c_type} *restrict"
 
 
-def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
-    buffers = _buffers(graph, instances)
+# Arena bytes kept for the thread pool of a model built for several threads (runtime_c/ng_threads.h:
+# the pool and its workers; the C code checks that they fit).
+THREAD_POOL_BYTES = 4096
+
+
+def lower(graph: Graph, instances: list[RoutineInstance], name: str, threads: int = 1) -> Program:
+    buffers = _buffers(graph, instances, threads)
+    if threads > 1:
+        buffers.append(Buffer("thread-pool", THREAD_POOL_BYTES, 0, len(instances)))
     arena = plan(buffers, ALIGNMENT)
     weights, weight_offsets = _weight_blob(graph, instances)
     inputs = {n: i for i, n in enumerate(graph.inputs)}
@@ -185,6 +197,9 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
         if inst.scratch_bytes(graph):
             params.append("void *restrict scratch")
             args.append(f"arena + {arena.offsets[f'scratch:{index}']}")
+        if inst.routine.parallel:
+            params += ["int part", "int parts"]
+            args += ["part", "parts"] if threads > 1 else ["0", "1"]
         layer = inst.layer
         symbol = f"{name}_{index:03d}_{inst.routine.name.replace('-', '_')}"
         shapes = " ".join(format_shape(graph.shape(n)) for n in layer.present_inputs()
@@ -192,9 +207,12 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str) -> Program:
         act = "" if layer.activation.is_identity else f" +{layer.activation.describe()}"
         comment = (f"{layer.name}: {layer.kind}{act} {shapes or '-'} -> "
                    f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
-        steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment, weights=spans))
+        steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment, weights=spans,
+                          parallel=inst.routine.parallel and threads > 1))
+    for step, after in zip(steps, steps[1:]):
+        step.barrier_after = step.parallel or after.parallel
     io = {"inputs": _io(graph, graph.inputs), "outputs": _io(graph, graph.outputs)}
-    return Program(name, graph, steps, arena, weights, io)
+    return Program(name, graph, steps, arena, weights, io, threads)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -239,6 +257,8 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin",
         arena_align=program.arena.alignment, weights_mode=weights_mode, target_cflags=" ".join(cflags),
         inputs=program.io["inputs"], outputs=program.io["outputs"],
         max_rank=max(len(io["shape"]) for io in program.io["inputs"] + program.io["outputs"]),
+        threads=program.threads,
+        pool_offset=program.arena.offsets.get("thread-pool", 0), pool_bytes=THREAD_POOL_BYTES,
     )
     sources = [f"src/{name}.c"] + [g["file"] for g in common["routines"]]
     if program.weights:
@@ -254,6 +274,8 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin",
         "tuning.json": record_json,
         **routine_files,
     }
+    if program.threads > 1:
+        files["src/ng_threads.h"] = (RUNTIME_C / "ng_threads.h").read_text()
     if program.weights:
         if weights_mode == "incbin":
             files[f"src/{name}_weights.c"] = env.get_template("project/weights_incbin.c.j2").render(common)

@@ -20,7 +20,14 @@ ARENA_ALIGN = 64
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # as held in memory: NHWC for the NHWC inputs and outputs of TF models
+
+
+def _io_info(io: dict) -> TensorInfo:
+    shape = tuple(io["shape"])
+    if io.get("layout") == "nhwc" and len(shape) == 4:
+        shape = (shape[0], shape[2], shape[3], shape[1])
+    return TensorInfo(io["name"], shape)
 
 
 class _Context(ctypes.Structure):
@@ -37,8 +44,8 @@ class CompiledModel:
         self.project = Path(project)
         self.name = project_name(self.project)
         rec = json.loads((self.project / "tuning.json").read_text())
-        self.inputs = [TensorInfo(io["name"], tuple(io["shape"])) for io in rec["io"]["inputs"]]
-        self.outputs = [TensorInfo(io["name"], tuple(io["shape"])) for io in rec["io"]["outputs"]]
+        self.inputs = [_io_info(io) for io in rec["io"]["inputs"]]
+        self.outputs = [_io_info(io) for io in rec["io"]["outputs"]]
         self._lib = ctypes.CDLL(str(library))
         self._init = getattr(self._lib, f"{self.name}_init")
         self._init.argtypes = [ctypes.POINTER(_Context), ctypes.c_void_p, ctypes.c_size_t]
@@ -54,6 +61,24 @@ class CompiledModel:
         status = self._init(ctypes.byref(self._ctx), self._storage.ctypes.data + skew, size)
         if status != 0:
             raise NeurogenError(f"{self.name}_init failed with status {status}")
+        self._deinit = getattr(self._lib, f"{self.name}_deinit")
+        self._deinit.argtypes = [ctypes.POINTER(_Context)]
+        self._deinit.restype = ctypes.c_int
+        self.threads = int(rec.get("threads", 1))
+
+    def close(self) -> None:
+        """Stop the model's worker threads (if it has any); the model cannot run afterwards."""
+        if getattr(self, "_ctx", None) is not None and self._ctx.ready:
+            self._deinit(ctypes.byref(self._ctx))
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> CompiledModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _input_arrays(self, args: tuple, kwargs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         if len(args) == 1 and isinstance(args[0], Mapping):

@@ -70,6 +70,8 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     fp = f"{fingerprint(target)}|evict={settings.evict_bytes}"  # flushing changes what is measured
     if settings.cold_weights:
         fp += "|cold-weights"
+    if settings.threads > 1:
+        fp += f"|threads={settings.threads}"
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
     todo = with_references([item for item in items if item.key not in known])
     if todo:
@@ -188,7 +190,7 @@ def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, rep
     paths = tune_paths(graph, target, cache=cache, reprofile=reprofile, settings=settings, progress=progress)
     return make_tuning_record(graph, target, paths.problem, paths.best, paths.baselines, measured=paths.measured,
                               profiled=paths.instances, seconds=time.perf_counter() - start,
-                              cold_weights=bool(paths.settings.cold_weights))
+                              cold_weights=bool(paths.settings.cold_weights), threads=paths.settings.threads)
 
 
 def selections_of(solution: dprs.Solution, graph: Graph, target: Target) -> dict[str, Selection]:
@@ -211,7 +213,7 @@ def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
 
 def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: dprs.Solution,
                        baselines: dict[str, dprs.Solution], *, measured: int, profiled: int,
-                       seconds: float, cold_weights: bool = False) -> dict[str, Any]:
+                       seconds: float, cold_weights: bool = False, threads: int = 1) -> dict[str, Any]:
     layers = []
     for name in prob.layers:
         chosen = best.choice[name]
@@ -235,6 +237,7 @@ def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: d
         "adapts": adapts,
         "predicted_us": predicted,
         "optimal": best.optimal,
+        "threads": threads,
         "profiling": {"instances": profiled, "measured": measured, "seconds": round(seconds, 2),
                       "weights": "flushed to memory" if cold_weights else "cached"},
     }

@@ -20,6 +20,7 @@ from ..build import WARNINGS, compile_and_link
 from ..emit import environment, lower, routine_sources
 from ..errors import NeurogenError
 from ..ir import Graph, Layer, Layout, Tensor
+from ..paths import RUNTIME_C
 from ..record import canonical
 from ..routines import RoutineInstance
 from ..selection import Selection, adapt_routine
@@ -45,6 +46,8 @@ class Settings:
     # it the last stage's layers were predicted at half the time they take in the model). None:
     # decided per model by tuning, from the target's weights_cache_bytes.
     cold_weights: bool | None = None
+    # Threads each instance runs on (routines that split their work use them all).
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -155,12 +158,13 @@ def _is_reference(item: Item) -> bool:
         item.selection.layout in (Layout.ANY, Layout.NCHW)
 
 
-def bench_sources(items: list[Item], name: str = "bench") -> tuple[dict[str, str], bytes]:
-    """The C sources of a benchmark program for `items`, and the weights file it reads."""
+def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> tuple[dict[str, str], bytes]:
+    """The C sources of a benchmark program for `items` (each run on `threads` threads), and the weights
+    file it reads."""
     groups = _ordered(items)
     flat = [item for group in groups for item in group]
     graph, instances = bench_graph(flat)
-    program = lower(graph, instances, name)
+    program = lower(graph, instances, name, threads)
     env = environment()
     _, files = routine_sources(program, env)
     inputs = {n: i for i, n in enumerate(graph.inputs)}
@@ -182,6 +186,8 @@ def bench_sources(items: list[Item], name: str = "bench") -> tuple[dict[str, str
                                     "view": _view(tensor.shape, tensor.layout)})
             out = graph.tensor(layer.outputs[0])
             cases.append({"key": item.key, "call": f"{step.symbol}({', '.join(step.args)})", "weights": step.weights,
+                          "index": index - 1, "parallel": step.parallel,
+                          "tolerance": max(TOLERANCE, item.selection.routine.tolerance or 0.0),
                           "inputs": case_inputs, "is_reference": _is_reference(item),
                           "output": {"slot": outputs[out.name], "view": _view(out.shape, out.layout)}})
         has_reference = any(c["is_reference"] for c in cases)
@@ -192,13 +198,15 @@ def bench_sources(items: list[Item], name: str = "bench") -> tuple[dict[str, str
     files[f"src/{name}_main.c"] = env.get_template("bench/main.c.j2").render(
         name=name, groups=rendered_groups, cases=flat, weights_size=len(program.weights),
         arena_size=program.arena.size, num_inputs=max(1, len(graph.inputs)), num_outputs=max(1, len(graph.outputs)),
-        tolerance=TOLERANCE)
+        threads=threads)
+    if threads > 1:
+        files["src/ng_threads.h"] = (RUNTIME_C / "ng_threads.h").read_text()
     return files, program.weights
 
 
-def build_bench(items: list[Item], target: Target, workdir: Path) -> tuple[Path, Path]:
+def build_bench(items: list[Item], target: Target, workdir: Path, threads: int = 1) -> tuple[Path, Path]:
     """Write and compile the benchmark program for `items`; returns (program, weights file)."""
-    files, weights = bench_sources(items)
+    files, weights = bench_sources(items, threads=threads)
     for rel, text in files.items():
         path = workdir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,8 +214,10 @@ def build_bench(items: list[Item], target: Target, workdir: Path) -> tuple[Path,
     weights_path = workdir / "weights.bin"
     weights_path.write_bytes(weights)
     sources = sorted(p for p in (workdir / "src").rglob("*.c"))
-    program = compile_and_link(target.cc, [*WARNINGS, *target.cflags], [], sources, workdir / "obj",
-                               workdir / "bench", link=list(target.ldflags), libs=target.libs, cwd=workdir)
+    pthread = ["-pthread"] if threads > 1 else []
+    program = compile_and_link(target.cc, [*WARNINGS, *target.cflags, *pthread], [], sources, workdir / "obj",
+                               workdir / "bench", link=list(target.ldflags), libs=(*target.libs, *pthread),
+                               cwd=workdir)
     return program, weights_path
 
 
@@ -258,7 +268,7 @@ def profile(items: list[Item], target: Target, runner: Runner, *, settings: Sett
     with tempfile.TemporaryDirectory(prefix="neurogen-bench-") as tmp, runner.session() as session:
         for b, batch in enumerate(todo):
             workdir = Path(tmp) / f"batch{b}"
-            program, weights = build_bench(batch, target, workdir)
+            program, weights = build_bench(batch, target, workdir, settings.threads)
             measured = run_bench(session, program, weights, settings)
             missing = [it.key for it in batch if it.key not in measured]
             if missing:

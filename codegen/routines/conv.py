@@ -9,7 +9,7 @@ import numpy as np
 from ..ir import NO_ACTIVATION, Graph, Layer, Layout
 from .packing import padded_bias, panels
 from .registry import ContextFn, PackFn, Params, Routine, register
-from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
+from .simd import AVX2, AVX512, NEON, VECTOR_ACTIVATIONS, Vector
 
 
 def conv2d_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def _depthwise(layer: Layer, graph: Graph) -> bool:
 
 
 # (MR, NR) register tiles per ISA: MR*NR/width accumulators + NR/width weights + 1 broadcast fit the register file.
-GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24))}
+GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24)), NEON: ((6, 16), (8, 8))}
 
 for _vector, _tiles in GEMM_TILES.items():
     for _mr, _nr in _tiles:
@@ -145,62 +145,10 @@ for _vector, _tiles in GEMM_TILES.items():
             kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
             template="conv2d/gemm-nhwc-simd.c.j2",
             params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
-            scratch=im2col_scratch, pack=_pack_panels(_nr), roles=("x", "w", "b"),
+            scratch=im2col_scratch, pack=_pack_panels(_nr), roles=("x", "w", "b"), parallel=True,
         ))
     register(Routine(
         kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), **_vector.routine_fields,
-        template="conv2d/dwconv-nhwc-simd.c.j2", accepts=_depthwise,
-        context=_dw_context(_vector), pack=_pack_depthwise(_vector.width), roles=("x", "w", "b"),
+        template="conv2d/dwconv-rows-nhwc-simd.c.j2", accepts=_depthwise,
+        context=_dw_context(_vector), pack=_pack_depthwise(_vector.width), roles=("x", "w", "b"), parallel=True,
     ))
-
-
-# -- Winograd F(2x2, 3x3) -----------------------------------------------------------------------------
-
-WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
-
-
-def _winograd_applies(layer: Layer, graph: Graph) -> bool:
-    a = layer.attrs
-    return (a["group"] == 1 and tuple(graph.shape(layer.inputs[1])[2:]) == (3, 3)
-            and tuple(a["strides"]) == (1, 1) and tuple(a["dilations"]) == (1, 1))
-
-
-def _winograd_shape(layer: Layer, graph: Graph) -> tuple[int, int]:
-    _, _, oh, ow = graph.shape(layer.outputs[0])
-    return -(-oh // 2), -(-ow // 2)
-
-
-def _winograd_context(vector: Vector, mr: int, nr: int) -> ContextFn:
-    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
-        ctx = conv2d_context(layer, graph, params)
-        th, tw = _winograd_shape(layer, graph)
-        ctx.update(_vector_context(vector, layer, graph), MR=mr, NR=nr, NV=nr // vector.width,
-                   ROWS=mr * params["row_tiles"], TH=th, TW=tw, T=th * tw, PANELS=-(-ctx["M"] // nr))
-        return ctx
-    return context
-
-
-def _winograd_scratch(layer: Layer, graph: Graph, params: Params) -> int:
-    th, tw = _winograd_shape(layer, graph)
-    c, m = graph.shape(layer.inputs[0])[1], graph.shape(layer.inputs[1])[0]
-    return 4 * (16 * th * tw * (c + m) + c)
-
-
-def _pack_winograd(nr: int) -> PackFn:
-    """U = G g G^T for every (m, c): [16][C][M] in NR-wide panels [16][M/NR][C][NR]; bias as is."""
-    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
-        w = graph.tensor(layer.inputs[1]).data.astype(np.float64)
-        m, c = w.shape[:2]
-        u = np.einsum("ik,mckl,jl->ijcm", WINOGRAD_G, w, WINOGRAD_G).reshape(16, c, m)
-        return [None, panels(u, nr), None]
-    return pack
-
-
-for _vector, _tiles in ((AVX512, ((6, 64), (12, 32))), (AVX2, ((6, 16),))):
-    for _mr, _nr in _tiles:
-        register(Routine(
-            kind="conv2d", algorithm=f"winograd2x2-gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
-            template="conv2d/winograd2x2-nhwc-simd.c.j2",
-            params={"row_tiles": (8, 32)}, accepts=_winograd_applies, context=_winograd_context(_vector, _mr, _nr),
-            scratch=_winograd_scratch, pack=_pack_winograd(_nr), roles=("x", "w", "b"),
-        ))

@@ -83,11 +83,11 @@ register(Routine(kind="reshape", algorithm="ref", template="data/copy-ref-scalar
                  context=copy_context, roles=("x",)))
 # An NHWC tensor flattened (to a rank other than 4) is reordered into the row-major result.
 register(Routine(kind="reshape", algorithm="gather", template="data/transpose-ref-scalar.c.j2",
-                 layouts=(Layout.NHWC,), context=flatten_context, roles=("x",),
+                 layouts=(Layout.NHWC,), context=flatten_context, roles=("x",), parallel=True,
                  accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4
                  and len(graph.shape(layer.outputs[0])) != 4))
 register(Routine(kind="transpose", algorithm="ref", template="data/transpose-ref-scalar.c.j2",
-                 context=transpose_context, roles=("x",)))
+                 context=transpose_context, roles=("x",), parallel=True))
 register(Routine(kind="concat", algorithm="ref", template="data/concat-ref-scalar.c.j2", layouts=BOTH,
                  context=concat_context, pack=pack_to_layout))
 register(Routine(kind="pad", algorithm="ref", template="data/pad-ref-scalar.c.j2",

@@ -41,9 +41,9 @@ def scale_shift_context(layer: Layer, graph: Graph, params: Params) -> dict[str,
 BOTH = (Layout.NCHW, Layout.NHWC)
 
 register(Routine(kind="activation", algorithm="ref", template="elementwise/activation-ref-scalar.c.j2",
-                 layouts=BOTH, context=activation_context, roles=("x",)))
+                 layouts=BOTH, context=activation_context, roles=("x",), parallel=True))
 register(Routine(kind="binary", algorithm="ref", template="elementwise/binary-ref-scalar.c.j2",
-                 layouts=BOTH, context=binary_context, roles=("a", "b")))
+                 layouts=BOTH, context=binary_context, roles=("a", "b"), parallel=True))
 register(Routine(kind="scale_shift", algorithm="ref", layouts=(Layout.NCHW,),
                  template="elementwise/scaleshift-ref-scalar-nchw.c.j2",
                  accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) >= 2,

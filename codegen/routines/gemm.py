@@ -10,7 +10,7 @@ from ..ir import NO_ACTIVATION, Graph, Layer
 from .loops import broadcast_strides, collapse
 from .packing import padded_bias, panels
 from .registry import ContextFn, PackFn, Params, Routine, register
-from .simd import AVX2, AVX512, VECTOR_ACTIVATIONS, Vector
+from .simd import AVX2, AVX512, NEON, VECTOR_ACTIVATIONS, Vector
 
 
 def dense_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -62,10 +62,11 @@ def _pack_dense_panels(nr: int) -> PackFn:
     return pack
 
 
-for _vector, _tiles in ((AVX512, ((4, 64), (1, 64))), (AVX2, ((4, 24), (1, 32)))):
+for _vector, _tiles in ((AVX512, ((4, 64), (1, 64))), (AVX2, ((4, 24), (1, 32))), (NEON, ((4, 16), (1, 16)))):
     for _mr, _nr in _tiles:
         register(Routine(
             kind="dense", algorithm=f"gemm{_mr}x{_nr}", **_vector.routine_fields,
             template="conv2d/gemm-nhwc-simd.c.j2", params={"row_tiles": (8,)},
             context=_dense_as_conv(_vector, _mr, _nr), pack=_pack_dense_panels(_nr), roles=("x", "w", "b"),
+            parallel=True,
         ))

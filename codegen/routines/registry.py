@@ -59,6 +59,15 @@ class Routine:
     scratch: ScratchFn = _no_scratch  # arena bytes it needs while it runs
     pack: PackFn | None = None  # compile-time transform of its constant inputs
     roles: tuple[str, ...] = ()  # C argument names of its inputs ('x0', 'x1'... when empty)
+    # Splits its work: takes (int part, int parts) and computes its share, so a model built for
+    # several threads runs it on all of them (the others run on one).
+    parallel: bool = False
+    # Each part needs its own `scratch` bytes (a model for N threads keeps N copies, the routine
+    # finds its own at scratch + part * bytes).
+    scratch_per_part: bool = False
+    # Its error bound (max |error| / max |reference|) when looser than the profiler's and the tests'
+    # defaults: Winograd F(4x4)'s transforms round more than a direct sum does.
+    tolerance: float | None = None
 
     @property
     def name(self) -> str:

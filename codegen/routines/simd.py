@@ -24,6 +24,7 @@ class Vector:
     zero: str
     fma: str  # {a} * {b} + {c}
     add: str
+    sub: str  # {a} - {b}
     mul: str
     max: str
     min: str
@@ -41,18 +42,20 @@ AVX512 = Vector(
     isa="avx512f", requires=frozenset({"avx512f"}), header="immintrin.h", type="__m512", width=16,
     load="_mm512_loadu_ps({p})", store="_mm512_storeu_ps({p}, {v})", set1="_mm512_set1_ps({x})",
     zero="_mm512_setzero_ps()", fma="_mm512_fmadd_ps({a}, {b}, {c})", add="_mm512_add_ps({a}, {b})",
+    sub="_mm512_sub_ps({a}, {b})",
     mul="_mm512_mul_ps({a}, {b})", max="_mm512_max_ps({a}, {b})", min="_mm512_min_ps({a}, {b})",
 )
 AVX2 = Vector(
     isa="avx2", requires=frozenset({"avx2", "fma"}), header="immintrin.h", type="__m256", width=8,
     load="_mm256_loadu_ps({p})", store="_mm256_storeu_ps({p}, {v})", set1="_mm256_set1_ps({x})",
     zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
+    sub="_mm256_sub_ps({a}, {b})",
     mul="_mm256_mul_ps({a}, {b})", max="_mm256_max_ps({a}, {b})", min="_mm256_min_ps({a}, {b})",
 )
 NEON = Vector(
     isa="neon", requires=frozenset({"neon"}), header="arm_neon.h", type="float32x4_t", width=4,
     load="vld1q_f32({p})", store="vst1q_f32({p}, {v})", set1="vdupq_n_f32({x})",
-    zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})",
+    zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})", sub="vsubq_f32({a}, {b})",
     mul="vmulq_f32({a}, {b})", max="vmaxq_f32({a}, {b})", min="vminq_f32({a}, {b})",
 )
 

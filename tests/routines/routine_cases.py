@@ -48,6 +48,14 @@ def conv_cases() -> list[Case]:
         conv("long_accumulation", (1, 16, 5, 5), 8, 3, pads=(1, 1, 1, 1)),
         conv("pointwise_stride2", (1, 8, 7, 7), 4, 1, strides=(2, 2)),
         conv("1xN_input", (1, 2, 1, 9), 3, 3, pads=(1, 1, 1, 1)),
+        # depthwise rows: several channel vectors plus a tail, interior and border windows
+        conv("depthwise_wide_37", (1, 37, 10, 9), 37, 3, group=37, pads=(1, 1, 1, 1)),
+        conv("depthwise_5x5_stride2_24", (1, 24, 11, 12), 24, 5, group=24, strides=(2, 2), pads=(2, 2, 2, 2),
+             act=ACTIVATIONS["hard_swish"], scale=2.0),
+        # vector lanes and their tails in the Winograd transforms (C, M not multiples of the width)
+        conv("wide_channels_19_to_37", (1, 19, 9, 11), 37, 3, pads=(1, 1, 1, 1)),
+        # more tiles than one Winograd block holds (and a last, partial block)
+        conv("many_tiles_42x38", (1, 20, 42, 38), 21, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"], scale=2.0),
     ]
     for name, act in ACTIVATIONS.items():
         cases.append(conv(f"act_{name}", (1, 3, 6, 6), 4, 3, pads=(1, 1, 1, 1), act=act, scale=2.0))

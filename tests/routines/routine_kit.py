@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen import build, compiler, emit, runtime, shapes, targets
+from codegen import build, compiler, emit, routines, runtime, shapes, targets
 from codegen.ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Tensor
 from codegen.selection import Selection, selections_for
 from codegen.targets import Target
@@ -175,13 +175,14 @@ def target_for(cc: str) -> Target:
     return dataclasses.replace(targets.load("host"), name=f"host-{cc}", cc=cc)
 
 
-def generate(fg: FamilyGraph, name: str, weights: str = "incbin") -> dict[str, bytes]:
+def generate(fg: FamilyGraph, name: str, weights: str = "incbin", threads: int = 1) -> dict[str, bytes]:
     """The project with the routine of every case path forced; the reference routine elsewhere."""
-    return compiler.generate(fg.graph, targets.load("host"), name=name, weights=weights, selections=fg.chosen)
+    return compiler.generate(fg.graph, targets.load("host"), name=name, weights=weights, selections=fg.chosen,
+                             threads=threads)
 
 
-def write(fg: FamilyGraph, out_dir: Path, name: str, weights: str = "incbin") -> Path:
-    return emit.write_project(generate(fg, name, weights), out_dir / name)
+def write(fg: FamilyGraph, out_dir: Path, name: str, weights: str = "incbin", threads: int = 1) -> Path:
+    return emit.write_project(generate(fg, name, weights, threads), out_dir / name)
 
 
 def routines_used(project: Path) -> set[str]:
@@ -194,9 +195,9 @@ def run_shared(project: Path, cc: str, fg: FamilyGraph) -> dict[str, np.ndarray]
     return model.run({n: fg.inputs[n] for n in fg.graph.inputs})
 
 
-def run_sanitized_program(project: Path, cc: str, fg: FamilyGraph, work: Path) -> dict[str, np.ndarray]:
-    """Build example/main.c with ASan and UBSan, run it on raw float32 files, read the output files."""
-    program = build.build(project, kind="program", target=target_for(cc), sanitize=True, werror=True)
+def run_program(program: Path, fg: FamilyGraph, work: Path, prefix: tuple[str, ...] = (),
+                env: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Run a built example/main.c (under `prefix`, an emulator say) on raw float32 files; read the outputs."""
     work.mkdir(parents=True, exist_ok=True)
     args = []
     for i, name in enumerate(fg.graph.inputs):
@@ -204,9 +205,8 @@ def run_sanitized_program(project: Path, cc: str, fg: FamilyGraph, work: Path) -
         fg.inputs[name].astype("<f4").tofile(path)
         args.append(str(path))
     out_paths = [work / f"out{i}.bin" for i in range(len(fg.graph.outputs))]
-    proc = subprocess.run([str(program), *args, *map(str, out_paths)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1",
-                                            "UBSAN_OPTIONS": "print_stacktrace=1"})
+    proc = subprocess.run([*prefix, str(program), *args, *map(str, out_paths)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, f"{program.name} exited with {proc.returncode}:\n{proc.stderr[-4000:]}"
     assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, proc.stderr[-4000:]
     results = {}
@@ -216,6 +216,34 @@ def run_sanitized_program(project: Path, cc: str, fg: FamilyGraph, work: Path) -
         assert data.size == math.prod(shape), name
         results[name] = data.reshape(shape)
     return results
+
+
+def run_sanitized_program(project: Path, cc: str, fg: FamilyGraph, work: Path) -> dict[str, np.ndarray]:
+    """Build example/main.c with ASan and UBSan, run it on raw float32 files, read the output files."""
+    program = build.build(project, kind="program", target=target_for(cc), sanitize=True, werror=True)
+    return run_program(program, fg, work, env={"ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"})
+
+
+def family_failures(family_cases: list[Case], fg: FamilyGraph, got: dict[str, np.ndarray],
+                    want: dict[str, np.ndarray]) -> list[str]:
+    """The first line of every variant's mismatch (cases marked xfail excepted)."""
+    failures = []
+    for case in family_cases:
+        for variant in fg.variants[case.id]:
+            try:
+                assert_close(f"{case.id} [{variant.label}]", got[variant.output], want[variant.output],
+                             tolerance_of(variant.label))
+            except AssertionError as exc:
+                if not case.xfail:
+                    failures.append(str(exc).splitlines()[0])
+    return failures
+
+
+def tolerance_of(label: str) -> float:
+    """The bound a variant (labelled by its selection key, 'routine-name@layout,params') is held to: RTOL, or
+    its routine's own looser one."""
+    routine = routines.by_name(label.split("@")[0].split(",")[0])
+    return max(RTOL, routine.tolerance or 0.0)
 
 
 def assert_close(case_id: str, got: np.ndarray, want: np.ndarray, rtol: float = RTOL) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 from routine_cases import FAMILIES
-from routine_kit import COMPILERS, assert_close, target_for, write
+from routine_kit import COMPILERS, assert_close, target_for, tolerance_of, write
 
 from codegen import build, compiler, emit, reference, runtime, targets
 from codegen.emit import c_float
@@ -90,7 +90,8 @@ def test_routines_do_not_read_stale_arena_or_output_memory(builds, family):
             for variant in fg.variants[case.id]:
                 index = fg.graph.outputs.index(variant.output)
                 try:
-                    assert_close(f"{case.id} [{variant.label}]", outputs[index], want[variant.output])
+                    assert_close(f"{case.id} [{variant.label}]", outputs[index], want[variant.output],
+                                 tolerance_of(variant.label))
                 except AssertionError as exc:
                     if not case.xfail:
                         failures.append(str(exc).splitlines()[0])

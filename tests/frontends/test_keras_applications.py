@@ -1,0 +1,60 @@
+"""keras.applications networks at 224x224 from SavedModel and .keras, against TensorFlow itself.
+
+Logits are compared (classifier_activation=None): with random weights the softmax
+easily saturates and would hide errors. BatchNorm statistics are calibrated first
+(see conftest.calibrate_batchnorm) so that activations neither blow up nor vanish.
+VGG16 is taken without its 120M-parameter classifier: its output is then the 4-D
+NHWC feature map, which also checks that 4-D outputs leave in NHWC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from keras_kit import calibrate_batchnorm, save_keras
+from support import relative_error
+
+import codegen
+from codegen.compiler import import_model
+from codegen.ir import Layout
+
+NETWORKS = {
+    "vgg16": ("VGG16", {"include_top": False}),
+    "resnet50": ("ResNet50", {"classifier_activation": None}),
+    "mobilenet_v2": ("MobileNetV2", {"classifier_activation": None}),
+    "mobilenet_v3_large": ("MobileNetV3Large", {"classifier_activation": None}),
+    "mobilenet_v3_small": ("MobileNetV3Small", {"classifier_activation": None}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(NETWORKS))
+def network(request, tf_modules, tmp_path_factory):
+    _, keras = tf_modules
+    constructor, kwargs = NETWORKS[request.param]
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, constructor)(weights=None, input_shape=(224, 224, 3), **kwargs)
+    calibrate_batchnorm(model, keras, seed=0)
+    saved = save_keras(model, tmp_path_factory.mktemp(request.param))
+    assert np.isfinite(saved.expected).all() and saved.expected.std() > 0.05 * np.abs(saved.expected).max(), \
+        "degenerate outputs"
+    return request.param, saved
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "keras"])
+def test_matches_tensorflow(network, fmt, tmp_path):
+    name, saved = network
+    path = saved.saved_model if fmt == "savedmodel" else saved.keras_file
+    graph = import_model(path)
+    kinds = {layer.kind for layer in graph.layers}
+    assert "transpose" not in kinds, "NHWC conv/pool chains need no transposes"
+    assert "scale_shift" not in kinds, "every BatchNorm folds into its convolution"
+    assert graph.tensor(graph.inputs[0]).layout is Layout.NHWC
+
+    project = codegen.compile_model(path, tmp_path / name, name=name, reference=True)
+    model = codegen.load(project, werror=True)
+    assert model.inputs[0].shape == saved.x.shape, "the C API takes the NHWC input as TensorFlow does"
+    (actual,) = model.run(saved.x).values()
+    assert actual.shape == saved.expected.shape
+    error = relative_error(saved.expected, actual)
+    print(f"{name} {fmt}: max relative error {error:.2e}")
+    assert error <= 1e-4
