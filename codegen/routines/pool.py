@@ -39,7 +39,7 @@ register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NCHW,),
                  template="pool/globalavgpool-ref-scalar-nchw.c.j2", context=global_avgpool_context,
                  roles=("x",)))
 register(Routine(kind="pool2d", algorithm="ref", layouts=(Layout.NHWC,),
-                 template="pool/pool2d-ref-scalar-nhwc.c.j2", context=pool2d_context, roles=("x",)))
+                 template="pool/pool2d-ref-scalar-nhwc.c.j2", context=pool2d_context, roles=("x",), parallel=True))
 register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NHWC,),
                  template="pool/globalavgpool-ref-scalar-nhwc.c.j2", context=global_avgpool_context,
                  roles=("x",), accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4))
