@@ -282,12 +282,14 @@ def cmd_routines(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
+    from .compiler import MAX_THREADS
+
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, not '{text}'")
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_THREADS}, not '{text}'")
     return value
 
 

@@ -28,6 +28,12 @@ ModelSource = str | os.PathLike | onnx.ModelProto
 MAX_THREADS = 64  # runtime_c/ng_threads.h NG_MAX_THREADS
 
 
+def check_threads(threads: int) -> int:
+    if not 1 <= threads <= MAX_THREADS:
+        raise NeurogenError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
+    return threads
+
+
 def import_model(model: ModelSource, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
                  simplify: bool = True) -> Graph:
     """Read a model into the IR (and simplify it, by default)."""
@@ -74,8 +80,7 @@ def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin"
     path came from, is written into the project as tuning.json. `threads`: how many threads the
     model runs on (1: no threads, no pthreads).
     """
-    if not 1 <= threads <= MAX_THREADS:
-        raise NeurogenError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
+    check_threads(threads)
     graph = passes.own_outputs(graph)
     chosen = dict(selections or {})
     for layer in graph.layers:
@@ -147,9 +152,7 @@ def tune_model(model: ModelSource, *, target: str | Target = "host",
     tgt = target if isinstance(target, Target) else load_target(target)
     settings = settings or Settings()
     if threads is not None:
-        if not 1 <= threads <= MAX_THREADS:
-            raise NeurogenError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
-        settings = dataclasses.replace(settings, threads=threads)
+        settings = dataclasses.replace(settings, threads=check_threads(threads))
     with progress.step("importing and simplifying"):
         graph = import_model(model, input_shapes=input_shapes)
     return tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
