@@ -13,7 +13,7 @@ for stride-2 convolutions), activations as separate layers (the TFLite converter
 relu/relu6 into the convolution), and the flatten before a Dense layer done in NHWC order
 with the Dense weights permuted to match, rather than a transpose at run time.
 
-Supported layer kinds: conv2d (any groups, dilation with stride 1), dense, pool2d (max/avg,
+Supported layer kinds: conv2d (any groups, dilation with stride 1, a fused residual), dense, pool2d (max/avg,
 floor mode), global_avgpool, binary (add sub mul div, broadcasting, constant operands),
 concat, softmax, reshape, activation, and fused activations relu, clip (relu6), leaky_relu,
 sigmoid, hard_sigmoid, hard_swish.
@@ -187,7 +187,10 @@ def _conv2d(layer: Layer, graph: Graph, values, consumers) -> _Value:
         conv.build(x.shape)
         kernel = w.transpose(2, 3, 1, 0)
     conv.set_weights([kernel] + ([bias] if bias is not None else []))
-    return _Value(_activation(layer.activation, conv(x)))
+    y = conv(x)
+    if len(layer.inputs) > 3 and layer.inputs[3]:  # a fused residual: Keras adds it as its own layer
+        y = keras.layers.Add()([y, values[layer.inputs[3]].tensor])
+    return _Value(_activation(layer.activation, y))
 
 
 def _dense(layer: Layer, graph: Graph, values, consumers) -> _Value:

@@ -73,7 +73,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = compile_model(args.model, args.output, name=args.name, target=args.target,
                         input_shapes=_parse_shapes(args.input_shape), weights=args.weights,
                         record=args.record, reference=args.reference, reprofile=args.reprofile,
-                        threads=args.threads, progress=progress)
+                        threads=args.threads, code_size=args.code_size, progress=progress)
     if args.build:
         from .build import build
 
@@ -90,7 +90,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     progress.note(f"tuning {args.model} for target '{args.target}'")
     record = tune_model(args.model, target=args.target, input_shapes=_parse_shapes(args.input_shape),
-                        reprofile=args.reprofile, threads=args.threads, progress=progress)
+                        reprofile=args.reprofile, threads=args.threads, code_size=args.code_size,
+                        progress=progress)
     out = Path(args.output)
     try:
         tmp = out.with_name(f".{out.name}.tmp")
@@ -311,6 +312,14 @@ def parser() -> argparse.ArgumentParser:
                         help=f"threads the model runs on, and is profiled with ({default}); "
                              "1 builds without pthreads")
 
+    def code_size(sp: argparse.ArgumentParser, default: str | None) -> None:
+        where = "default: the record's, else fast" if default is None else f"default: {default}"
+        sp.add_argument("--code-size", choices=("fast", "small"), default=default,
+                        help="trade code size for speed (" + where + "). fast: each layer's routine is "
+                             "specialised to its shapes (constants) unless taking them as arguments measures "
+                             "faster; small: routines that can take their shapes as run-time arguments do, so "
+                             "layers of one kind share one C function (less code, usually a little slower)")
+
     def shapes(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                         help="fix the shape of an input with dynamic dimensions, in the model's own "
@@ -333,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
                    help="use the portable reference routines (no tuning)")
     c.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
     threads(c, "default: the record's, else 1")
+    code_size(c, None)
     shapes(c)
     quiet(c)
     c.set_defaults(func=cmd_compile)
@@ -345,6 +355,7 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--target", default="host", help="target name or .toml path (default: host)")
     tu.add_argument("--reprofile", action="store_true", help="measure again instead of using the profile cache")
     threads(tu, "default: 1")
+    code_size(tu, "fast")
     shapes(tu)
     quiet(tu)
     tu.set_defaults(func=cmd_tune)

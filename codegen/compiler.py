@@ -19,10 +19,10 @@ from .ir import Graph
 from .profile.cache import ProfileCache
 from .profile.harness import Settings
 from .progress import SILENT, Progress
-from .selection import Selection, materialize, reference_selection
+from .selection import Selection, check_code_size, materialize, reference_selection
 from .targets import Target
 from .targets import load as load_target
-from .tune import RecordError, check_record, selections_from_record, tune
+from .tune import RecordError, check_record, record_code_size, selections_from_record, tune
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 MAX_THREADS = 64  # runtime_c/ng_threads.h NG_MAX_THREADS
@@ -72,31 +72,35 @@ def model_format(model: ModelSource) -> str:
 
 def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin",
              selections: Mapping[str, Selection] | None = None,
-             tuning: dict[str, Any] | None = None, threads: int = 1) -> dict[str, bytes]:
+             tuning: dict[str, Any] | None = None, threads: int = 1, code_size: str = "fast") -> dict[str, bytes]:
     """Every file of the C project for `graph`, as relative path -> bytes.
 
     `selections` fixes each layer's routine, layout and parameters (the routine path);
-    layers without one run their portable reference routine. `tuning`, the record the
-    path came from, is written into the project as tuning.json. `threads`: how many threads the
-    model runs on (1: no threads, no pthreads).
+    layers without one run their portable reference routine (taking its shapes as arguments where
+    it can, with `code_size` "small"). `tuning`, the record the path came from, is written into the
+    project as tuning.json. `threads`: how many threads the model runs on (1: no threads, no pthreads).
     """
     check_threads(threads)
+    check_code_size(code_size)
     graph = passes.own_outputs(graph)
     chosen = dict(selections or {})
     for layer in graph.layers:
-        chosen.setdefault(layer.name, reference_selection(layer, graph))
+        chosen.setdefault(layer.name, reference_selection(layer, graph, code_size))
     lowered, instances = materialize(graph, chosen)
     program = lower(lowered, instances, name, threads)
-    rec = dict(tuning) if tuning is not None else reference_record(graph, target, chosen)
+    rec = dict(tuning) if tuning is not None else reference_record(graph, target, chosen, code_size)
+    in_place = set(program.in_place)
     rec.update(threads=threads, io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
-               emitted=[{"layer": i.layer.name, "routine": i.routine.name} for i in instances])
+               emitted=[{"layer": i.layer.name, "routine": i.routine.name,
+                         **({"in_place": True} if i.layer.name in in_place else {})} for i in instances])
     return render(program, record.dumps(rec), weights, target.cflags)
 
 
-def reference_record(graph: Graph, target: Target, chosen: Mapping[str, Selection]) -> dict[str, Any]:
+def reference_record(graph: Graph, target: Target, chosen: Mapping[str, Selection],
+                     code_size: str = "fast") -> dict[str, Any]:
     """The record of an untuned path: which instance runs each layer, no times."""
     path = [{"layer": layer.name, "instance": chosen[layer.name].key, "time_us": None} for layer in graph.layers]
-    return record.make_record(graph, target.describe(), path)
+    return {**record.make_record(graph, target.describe(), path), "code_size": code_size}
 
 
 def default_name(model: ModelSource) -> str:
@@ -109,13 +113,17 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
                   target: str | Target = "host", input_shapes: dict[str, tuple[int, ...]] | None = None,
                   weights: str = "incbin", record: str | os.PathLike | dict[str, Any] | None = None,
                   reference: bool = False, reprofile: bool = False, cache: ProfileCache | None = None,
-                  threads: int | None = None, progress: Progress = SILENT) -> Path:
+                  threads: int | None = None, code_size: str | None = None,
+                  progress: Progress = SILENT) -> Path:
     """Compile a model into a standalone C project in `out_dir`; returns the folder.
 
     The routine path comes from `record` (a tuning record: no profiling, reproducible
     bytes), or is the portable reference path with `reference=True`, or else is tuned
     on the target first (measurements come from the profile cache where it has them).
     `threads`: the model's thread count (default: the record's, else 1); tuning profiles with it.
+    `code_size`: "fast" (routines specialised to each layer's shapes unless taking them as
+    arguments measures faster) or "small" (shapes as arguments wherever a routine can, so layers
+    of one kind share code); default: the record's, else "fast". A record is used as tuned.
     """
     tgt = target if isinstance(target, Target) else load_target(target)
     name = c_identifier(name) if name else default_name(model)
@@ -124,7 +132,9 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
     selections, tuning = None, None
     if record is not None:
         tuning = load_record(record)
-        check_record(tuning, graph, tgt, source=str(record) if not isinstance(record, dict) else "tuning record")
+        source = str(record) if not isinstance(record, dict) else "tuning record"
+        check_record(tuning, graph, tgt, source=source)
+        code_size = _record_code_size(tuning, code_size, source)
         selections = selections_from_record(tuning, graph, tgt)
         tuned_for = int(tuning.get("threads", 1))
         if threads is not None and threads != tuned_for:
@@ -133,11 +143,11 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
         threads = threads or tuned_for
     elif not reference:
         tuning = tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
-                      settings=Settings(threads=threads or 1))
+                      settings=Settings(threads=threads or 1), code_size=check_code_size(code_size or "fast"))
         selections = selections_from_record(tuning, graph, tgt)
     with progress.step(f"generating C for {len(graph.layers)} layers"):
         files = generate(graph, tgt, name=name, weights=weights, selections=selections, tuning=tuning,
-                         threads=threads or 1)
+                         threads=threads or 1, code_size=code_size or "fast")
     with progress.step(f"writing {out_dir}"):
         return write_project(files, out_dir)
 
@@ -145,10 +155,12 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
 def tune_model(model: ModelSource, *, target: str | Target = "host",
                input_shapes: dict[str, tuple[int, ...]] | None = None, reprofile: bool = False,
                cache: ProfileCache | None = None, settings: Settings | None = None, threads: int | None = None,
-               progress: Progress = SILENT) -> dict[str, Any]:
+               code_size: str = "fast", progress: Progress = SILENT) -> dict[str, Any]:
     """Profile a model's candidate routines on the target and select its routine path: the tuning record.
 
-    `threads`: the thread count to profile with and to record (overrides the settings' own)."""
+    `threads`: the thread count to profile with and to record (overrides the settings' own).
+    `code_size`: "fast" (DPRS picks shapes as constants or as arguments, whichever is faster) or
+    "small" (only shapes as arguments, where a routine can: less code); recorded."""
     tgt = target if isinstance(target, Target) else load_target(target)
     settings = settings or Settings()
     if threads is not None:
@@ -156,7 +168,16 @@ def tune_model(model: ModelSource, *, target: str | Target = "host",
     with progress.step("importing and simplifying"):
         graph = import_model(model, input_shapes=input_shapes)
     return tune(graph, tgt, cache=cache or ProfileCache(), reprofile=reprofile, progress=progress,
-                settings=settings)
+                settings=settings, code_size=check_code_size(code_size))
+
+
+def _record_code_size(tuning: dict[str, Any], wanted: str | None, source: str) -> str:
+    """The record's code size; asking for another is an error (its path was chosen under its own)."""
+    recorded = record_code_size(tuning)
+    if wanted is not None and check_code_size(wanted) != recorded:
+        raise RecordError(f"{source}: tuned with --code-size {recorded}, not {wanted}; tune again with "
+                          f"--code-size {wanted}, or leave the option out to use the record as it is")
+    return recorded
 
 
 def load_record(record: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,23 @@ import numpy as np
 
 from . import __version__
 from .errors import OutputError
-from .ir import DType, Graph, format_shape
-from .memory import ALIGNMENT, ArenaPlan, Buffer, align_up, plan
+from .ir import DType, Graph, Layer, Layout, format_shape
+from .memory import ALIGNMENT, Alias, ArenaPlan, Buffer, align_up, plan, resolve
 from .paths import RUNTIME_C, TEMPLATES
 from .routines import RoutineInstance
+from .routines.data import concat_context
+from .routines.loops import physical_nbytes
+from .routines.specialize import CExpr, ShapeArgs, as_float, signed, unsigned
 
 WEIGHT_MODES = ("incbin", "c-array")
 
 
 # -- Jinja ------------------------------------------------------------------------------------
 
-def c_float(value: float) -> str:
-    """An exact C literal for the float32 nearest `value`."""
+def c_float(value: float | CExpr) -> str:
+    """An exact C literal for the float32 nearest `value` (for a shape argument, a conversion)."""
+    if isinstance(value, CExpr):
+        return as_float(value)
     v = np.float32(value)
     if np.isnan(v):
         return "NAN"
@@ -70,7 +76,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(cf=c_float, cstring=c_string, comment=c_comment)
+    env.filters.update(cf=c_float, cstring=c_string, comment=c_comment, signed=signed, unsigned=unsigned)
     env.globals.update({"inf": math.inf, "raise": _raise})
     return env
 
@@ -90,6 +96,18 @@ class Step:
     weights: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) of the constants it reads
     parallel: bool = False  # takes (part, parts) and runs on every thread
     barrier_after: bool = False  # threads meet after it (it or the next step runs on several)
+    params: list[str] = field(default_factory=list)  # the C parameters of its head
+    shared: bool = False  # takes its shapes as arguments; one function serves every step with the same code
+
+
+@dataclass(frozen=True)
+class Function:
+    """One C function of a routine file: a step's own, or one that several steps share."""
+
+    symbol: str
+    head: str
+    body: str
+    comment: str
 
 
 @dataclass
@@ -101,6 +119,7 @@ class Program:
     weights: bytes
     io: dict[str, list[dict[str, Any]]]
     threads: int = 1
+    in_place: list[str] = field(default_factory=list)  # concat layers whose inputs were written into their output
 
 
 def c_identifier(text: str) -> str:
@@ -137,11 +156,14 @@ def _weight_blob(graph: Graph, instances: list[RoutineInstance]
     return b"".join(chunks), offsets
 
 
-def _buffers(graph: Graph, instances: list[RoutineInstance], threads: int = 1) -> list[Buffer]:
-    """Arena buffers: intermediate tensors from producer to last reader, scratch for one step."""
+def _buffers(graph: Graph, instances: list[RoutineInstance], threads: int = 1,
+             outside: frozenset[str] = frozenset()) -> list[Buffer]:
+    """Arena buffers: intermediate tensors from producer to last reader, scratch for one step.
+
+    `outside`: intermediate tensors that live in a caller's buffer (in place inside a graph output)."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
-    external = set(graph.inputs) | set(graph.outputs)
+    external = set(graph.inputs) | set(graph.outputs) | outside
     scratch = []
     for step, inst in enumerate(instances):
         for name in inst.layer.outputs:
@@ -156,7 +178,8 @@ def _buffers(graph: Graph, instances: list[RoutineInstance], threads: int = 1) -
             nbytes *= threads
         if nbytes:
             scratch.append(Buffer(f"scratch:{step}", nbytes, step, step))
-    tensors = [Buffer(n, graph.tensor(n).nbytes, first[n], last[n]) for n in first]
+    # A tensor in a blocked layout (NCHW16C ...) takes its padded size.
+    tensors = [Buffer(n, physical_nbytes(graph.tensor(n)), first[n], last[n]) for n in first]
     return tensors + scratch
 
 
@@ -169,50 +192,170 @@ def _pointer(dtype: DType, const: bool) -> str:
 THREAD_POOL_BYTES = 4096
 
 
-def lower(graph: Graph, instances: list[RoutineInstance], name: str, threads: int = 1) -> Program:
-    buffers = _buffers(graph, instances, threads)
+# -- in-place concatenation -------------------------------------------------------------------
+
+@dataclass
+class InPlace:
+    """Concatenations done in place: their inputs are written straight into their output."""
+
+    aliases: dict[str, Alias] = field(default_factory=dict)  # each input -> where in the concat's output it is
+    elided: dict[int, str] = field(default_factory=dict)  # instance index -> name of the concat layer dropped
+
+
+def in_place_concats(graph: Graph, instances: list[RoutineInstance]) -> InPlace:
+    """The concats the planner can do without a copy: each input is one contiguous chunk of the output (every
+    axis before the concat axis, in memory order, has extent 1) and an intermediate tensor that only the
+    concat reads, so its producer may as well write it where the concat would have copied it."""
+    readers = Counter(name for inst in instances for name in inst.layer.present_inputs())
+    produced = {name for inst in instances for name in inst.layer.outputs}
+    external = set(graph.inputs) | set(graph.outputs)
+
+    def private(name: str) -> bool:  # one reading slot: a tensor concatenated twice is not private either
+        return name in produced and name not in external and readers[name] == 1
+
+    result = InPlace()
+    for index, inst in enumerate(instances):
+        layer = inst.layer
+        if layer.kind != "concat" or not all(map(private, layer.inputs)) or not _contiguous_chunks(layer, graph):
+            continue
+        out = layer.outputs[0]
+        itemsize = graph.tensor(out).dtype.numpy.itemsize
+        for name, chunk in zip(layer.inputs, concat_context(layer, graph, inst.params)["chunks"], strict=True):
+            result.aliases[name] = Alias(name, out, chunk["offset"] * itemsize)
+        result.elided[index] = layer.name
+    return result
+
+
+def _contiguous_chunks(layer: Layer, graph: Graph) -> bool:
+    """Whether each input of a concat is one contiguous run of its output's memory."""
+    out = graph.tensor(layer.outputs[0])
+    if out.layout not in (Layout.ANY, Layout.NCHW, Layout.NHWC):  # the layouts concat_context understands
+        return False
+    if any(graph.tensor(n).layout != out.layout or graph.tensor(n).dtype != out.dtype for n in layer.inputs):
+        return False
+    return concat_context(layer, graph, {})["outer"] == 1
+
+
+# -- the schedule -----------------------------------------------------------------------------
+
+@dataclass
+class _Places:
+    """Where the tensors of a lowered graph are: the caller's input and output buffers, the weights, the arena."""
+
+    graph: Graph
+    arena: ArenaPlan
+    weights: dict[tuple[int, str], tuple[int, int]]
+    in_place: dict[str, tuple[str, int]]  # tensors inside another tensor: (that tensor, byte offset)
+
+    def pointer(self, name: str, index: int) -> tuple[str, tuple[int, int] | None]:
+        """The C expression of tensor `name` as step `index` passes it, and the weight span it reads."""
+        tensor = self.graph.tensor(name)
+        macro = tensor.dtype.value.upper()
+        root, offset = self.in_place.get(name, (name, 0))
+        if root in self.graph.outputs or root in self.graph.inputs:
+            slot = f"outputs[{self.graph.outputs.index(root)}]" if root in self.graph.outputs \
+                else f"inputs[{self.graph.inputs.index(root)}]"
+            return (f"{slot} + {offset // tensor.dtype.numpy.itemsize}" if offset else slot), None
+        if tensor.is_constant:
+            start, nbytes = self.weights[(index, name)]
+            return f"{macro}_WEIGHTS({start})", (start, nbytes)
+        return f"{macro}_ARENA({self.arena.offsets[name]})", None
+
+
+def _step(inst: RoutineInstance, index: int, places: _Places, name: str, threads: int) -> Step:
+    graph = places.graph
+    params, args, spans = [], [], []
+    for arg in inst.arguments(graph):
+        tensor = graph.tensor(arg.tensor)
+        params.append(f"{_pointer(tensor.dtype, not arg.is_output)} {arg.role}")
+        pointer, span = places.pointer(arg.tensor, index)
+        args.append(pointer)
+        if span:
+            spans.append(span)
+    if inst.scratch_bytes(graph):
+        params.append("void *restrict scratch")
+        args.append(f"arena + {places.arena.offsets[f'scratch:{index}']}")
+    if inst.routine.parallel:
+        params += ["int part", "int parts"]
+        args += ["part", "parts"] if threads > 1 else ["0", "1"]
+    layer = inst.layer
+    symbol = f"{name}_{index:03d}_{_ident(inst.routine.name)}"
+    shapes = " ".join(format_shape(graph.shape(n)) for n in layer.present_inputs() if not graph.is_constant(n))
+    act = "" if layer.activation.is_identity else f" +{layer.activation.describe()}"
+    comment = (f"{layer.name}: {layer.kind}{act} {shapes or '-'} -> "
+               f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
+    return Step(inst, symbol, _head(symbol, params), args, comment, weights=spans,
+                parallel=inst.routine.parallel and threads > 1, params=params)
+
+
+def _ident(routine_name: str) -> str:
+    return routine_name.replace("-", "_")
+
+
+def _head(symbol: str, params: list[str]) -> str:
+    return f"void {symbol}({', '.join(params)})"
+
+
+def lower(graph: Graph, instances: list[RoutineInstance], name: str, threads: int = 1, *,
+          in_place_concat: bool = True, env: jinja2.Environment | None = None) -> Program:
+    """The schedule of `instances` on `graph`: arena plan, weight blob, and every step's call and C code.
+
+    `in_place_concat`: let producers write a concat's inputs straight into its output where they can
+    (`in_place_concats`); the concat then emits nothing."""
+    in_place = in_place_concats(graph, instances) if in_place_concat else InPlace()
+    roots = {n: resolve(in_place.aliases, n) for n in in_place.aliases}
+    external = set(graph.inputs) | set(graph.outputs)
+    outside = frozenset(n for n, (root, _) in roots.items() if root in external)
+    buffers = _buffers(graph, instances, threads, outside)
     if threads > 1:
         buffers.append(Buffer("thread-pool", THREAD_POOL_BYTES, 0, len(instances)))
-    arena = plan(buffers, ALIGNMENT)
+    arena = plan(buffers, ALIGNMENT, [a for n, a in in_place.aliases.items() if n not in outside])
     weights, weight_offsets = _weight_blob(graph, instances)
-    inputs = {n: i for i, n in enumerate(graph.inputs)}
-    outputs = {n: i for i, n in enumerate(graph.outputs)}
-    steps = []
-    for index, inst in enumerate(instances):
-        params, args, spans = [], [], []
-        for arg in inst.arguments(graph):
-            tensor = graph.tensor(arg.tensor)
-            macro = tensor.dtype.value.upper()
-            params.append(f"{_pointer(tensor.dtype, not arg.is_output)} {arg.role}")
-            if arg.tensor in outputs:
-                args.append(f"outputs[{outputs[arg.tensor]}]")
-            elif arg.tensor in inputs:
-                args.append(f"inputs[{inputs[arg.tensor]}]")
-            elif tensor.is_constant:
-                offset, nbytes = weight_offsets[(index, arg.tensor)]
-                args.append(f"{macro}_WEIGHTS({offset})")
-                spans.append((offset, nbytes))
-            else:
-                args.append(f"{macro}_ARENA({arena.offsets[arg.tensor]})")
-        if inst.scratch_bytes(graph):
-            params.append("void *restrict scratch")
-            args.append(f"arena + {arena.offsets[f'scratch:{index}']}")
-        if inst.routine.parallel:
-            params += ["int part", "int parts"]
-            args += ["part", "parts"] if threads > 1 else ["0", "1"]
-        layer = inst.layer
-        symbol = f"{name}_{index:03d}_{inst.routine.name.replace('-', '_')}"
-        shapes = " ".join(format_shape(graph.shape(n)) for n in layer.present_inputs()
-                          if not graph.is_constant(n))
-        act = "" if layer.activation.is_identity else f" +{layer.activation.describe()}"
-        comment = (f"{layer.name}: {layer.kind}{act} {shapes or '-'} -> "
-                   f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
-        steps.append(Step(inst, symbol, f"void {symbol}({', '.join(params)})", args, comment, weights=spans,
-                          parallel=inst.routine.parallel and threads > 1))
+    places = _Places(graph, arena, weight_offsets, roots)
+    steps = [_step(inst, index, places, name, threads) for index, inst in enumerate(instances)
+             if index not in in_place.elided]
     for step, after in zip(steps, steps[1:]):
         step.barrier_after = step.parallel or after.parallel
+    _render_steps(steps, graph, name, env or environment())
     io = {"inputs": _io(graph, graph.inputs), "outputs": _io(graph, graph.outputs)}
-    return Program(name, graph, steps, arena, weights, io, threads)
+    return Program(name, graph, steps, arena, weights, io, threads, in_place=list(in_place.elided.values()))
+
+
+# Stand-ins for a shared function's name and head while its code is rendered (they are not known until
+# the code is compared with the other functions').
+_SYMBOL_MARK, _SIGNATURE_MARK = "@ng-symbol@", "@ng-signature@"
+
+
+def _render_body(env: jinja2.Environment, inst: RoutineInstance, graph: Graph, signature: str, symbol: str,
+                 shape_args: ShapeArgs | None = None) -> str:
+    ctx = inst.template_context(graph, shape_args)
+    ctx["signature"] = signature
+    ctx["symbol"] = symbol
+    return env.get_template(inst.routine.template).render(ctx).strip("\n")
+
+
+def _render_steps(steps: list[Step], graph: Graph, name: str, env: jinja2.Environment) -> None:
+    """Every step's C code. A step with shapes=args gets its shape values as `size_t` arguments, and steps of
+    one routine whose code comes out the same share one function, `{name}_{routine}_{n}` (n numbered by
+    first use), called with their own values."""
+    shared: dict[tuple[str, tuple[str, ...], str], str] = {}
+    numbers: Counter[str] = Counter()
+    for step in steps:
+        shape_args = step.instance.shape_args(graph)
+        if shape_args is None:
+            step.body = _render_body(env, step.instance, graph, step.head, step.symbol)
+            continue
+        body = _render_body(env, step.instance, graph, _SIGNATURE_MARK, _SYMBOL_MARK, shape_args)
+        routine = step.instance.routine.name
+        params = [*step.params, *shape_args.parameters()]
+        key = (routine, tuple(params), body)
+        if key not in shared:
+            shared[key] = f"{name}_{_ident(routine)}_{numbers[routine]}"
+            numbers[routine] += 1
+        step.symbol, step.params, step.shared = shared[key], params, True
+        step.head = _head(step.symbol, params)
+        step.args = [*step.args, *shape_args.arguments()]
+        step.body = body.replace(_SIGNATURE_MARK, step.head).replace(_SYMBOL_MARK, step.symbol)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -227,21 +370,31 @@ def _weights_rows(blob: bytes) -> str:
 def routine_sources(program: Program, env: jinja2.Environment) -> tuple[dict[str, Any], dict[str, str]]:
     """The routine files and the internal header of a program, with the template values they used."""
     name = program.name
-    for step in program.steps:
-        ctx = step.instance.template_context(program.graph)
-        ctx["signature"] = step.head
-        ctx["symbol"] = step.symbol
-        step.body = env.get_template(step.instance.routine.template).render(ctx).strip("\n")
     routines: dict[str, list[Step]] = {}
     for step in program.steps:
         routines.setdefault(step.instance.routine.name, []).append(step)
-    groups = [{"name": r, "file": f"src/routines/{r.replace('-', '_')}.c", "steps": s,
-               "headers": s[0].instance.routine.headers} for r, s in sorted(routines.items())]
+    groups = [{"name": r, "file": f"src/routines/{_ident(r)}.c", "steps": s, "functions": _functions(s),
+               "shared": any(step.shared for step in s), "headers": s[0].instance.routine.headers}
+              for r, s in sorted(routines.items())]
     common = dict(name=name, NAME=name.upper(), version=__version__, routines=groups,
                   weights_size=len(program.weights), weights_align=ALIGNMENT)
     files = {g["file"]: env.get_template("project/routines.c.j2").render(common, routine=g) for g in groups}
     files[f"src/{name}_internal.h"] = env.get_template("project/internal.h.j2").render(common)
     return common, files
+
+
+def _functions(steps: list[Step]) -> list[Function]:
+    """The C functions the steps of one routine call, in order of first call."""
+    calls: dict[str, list[Step]] = {}
+    for step in steps:
+        calls.setdefault(step.symbol, []).append(step)
+    functions = []
+    for symbol, callers in calls.items():
+        first = callers[0]
+        comment = first.comment if not first.shared else \
+            f"shapes as arguments; called for {'; '.join(step.comment for step in callers)}"
+        functions.append(Function(symbol, first.head, first.body, comment))
+    return functions
 
 
 def render(program: Program, record_json: str, weights_mode: str = "incbin",
@@ -257,7 +410,7 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin",
         arena_align=program.arena.alignment, weights_mode=weights_mode, target_cflags=" ".join(cflags),
         inputs=program.io["inputs"], outputs=program.io["outputs"],
         max_rank=max(len(io["shape"]) for io in program.io["inputs"] + program.io["outputs"]),
-        threads=program.threads,
+        threads=program.threads, in_place=program.in_place,
         pool_offset=program.arena.offsets.get("thread-pool", 0), pool_bytes=THREAD_POOL_BYTES,
     )
     sources = [f"src/{name}.c"] + [g["file"] for g in common["routines"]]

@@ -65,11 +65,30 @@ class Layout(enum.Enum):
 
     ANY is for tensors whose layout nobody reinterprets (flat vectors, the
     operands of element-wise layers that accept any order).
+    The blocked layouts NCHW16C, NCHW8C, NCHW4C (oneDNN's and TVM's NCHWxc) store a 4-D
+    tensor as [N][ceil(C/b)][H][W][b]: channels in blocks of b = one vector register, the
+    last block zero-padded. They live only between routines; graph inputs and outputs are
+    never blocked.
     """
 
     ANY = "any"
     NCHW = "nchw"
     NHWC = "nhwc"
+    NCHW16C = "nchw16c"
+    NCHW8C = "nchw8c"
+    NCHW4C = "nchw4c"
+
+    @property
+    def block(self) -> int:
+        """Channels per block (16 for NCHW16C); 1 for a layout that does not block them."""
+        return _BLOCK_OF.get(self.value, 1)
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.block > 1
+
+
+_BLOCK_OF = {"nchw16c": 16, "nchw8c": 8, "nchw4c": 4}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ def _conv2d(layer: Layer, xs: Arrays) -> Arrays:
         out[:, gi * mg:(gi + 1) * mg] = np.einsum("nchwij,mcij->nmhw", xg, wg, optimize=True)
     if len(xs) > 2 and xs[2] is not None:
         out += xs[2].astype(np.float64).reshape(1, m, 1, 1)
+    if len(xs) > 3 and xs[3] is not None:  # a residual add fused into the convolution
+        out += xs[3].astype(np.float64)
     return [apply_activation(out, layer.activation)]
 
 
@@ -183,6 +185,7 @@ REFERENCE: dict[str, Callable[[Layer, Arrays], Arrays]] = {
     "pad": _pad,
     "lrn": _lrn,
     "copy": lambda layer, xs: [xs[0].copy()],
+    "layout": lambda layer, xs: [xs[0].copy()],  # an adapt: same values, another memory order
     "gather": _gather,
     "cast": lambda layer, xs: [xs[0].astype(layer.attrs["to"].numpy)],
     "shape_of": lambda layer, xs: [np.array(xs[0].shape, dtype=np.int64)],

@@ -9,27 +9,33 @@ shared by every reader that wants it. The emitter then needs no notion of format
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RoutineError
 from .ir import Graph, Layer, Layout, Tensor
 from .routines import Routine, RoutineInstance, candidates, reference_routine
+from .routines.specialize import SHAPES
 
-SPATIAL_LAYOUTS = (Layout.NCHW, Layout.NHWC)
+# The layouts graph inputs and outputs come in, and the blocked ones (NCHW16C ...) that only live between
+# routines; every 4-D layout is one of them.
+NATIVE_LAYOUTS = (Layout.NCHW, Layout.NHWC)
+BLOCKED_LAYOUTS = tuple(layout for layout in Layout if layout.is_blocked)
+SPATIAL_LAYOUTS = NATIVE_LAYOUTS + BLOCKED_LAYOUTS
 
 
 def bind(layout: Layout, rank: int) -> Layout:
-    """The physical layout of a tensor of `rank` under a routine bound to `layout`."""
+    """The physical layout of a tensor of `rank` under a routine bound to `layout` (ANY: row-major, NCHW)."""
     if rank != 4:
         return Layout.ANY
-    return Layout.NHWC if layout is Layout.NHWC else Layout.NCHW
+    return Layout.NCHW if layout is Layout.ANY else layout
 
 
 def native_layout(tensor: Tensor) -> Layout:
-    """The layout a graph input arrives in, or a graph output must leave in."""
-    return bind(tensor.layout, len(tensor.shape))
+    """The layout a graph input arrives in, or a graph output must leave in (never a blocked one)."""
+    layout = bind(tensor.layout, len(tensor.shape))
+    return Layout.NCHW if layout.is_blocked else layout
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,13 @@ class Selection:
 
     def input_layouts(self, layer: Layer, graph: Graph) -> list[Layout]:
         """Physical layout wanted for each run-time input of `layer` (constants are packed instead)."""
+        if layer.kind == "layout":  # an adapt: its attributes say both sides
+            return [layer.attrs["src"]]
         return [bind(self.layout, len(graph.shape(n))) for n in activation_inputs(layer, graph)]
 
     def output_layout(self, layer: Layer, graph: Graph) -> Layout:
+        if layer.kind == "layout":
+            return layer.attrs["dst"]
         return bind(self.layout, len(graph.shape(layer.outputs[0])))
 
 
@@ -58,20 +68,66 @@ def activation_inputs(layer: Layer, graph: Graph) -> list[str]:
 
 
 def selections_for(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"scalar"}),
-                   devices: frozenset[str] = frozenset({"cpu"})) -> list[Selection]:
-    """Every (routine, layout, parameters) that can implement `layer` on such a target."""
+                   devices: frozenset[str] = frozenset({"cpu"}), code_size: str = "fast") -> list[Selection]:
+    """Every (routine, layout, parameters) that can implement `layer` on such a target (with `code_size`
+    "small", routines that can take their shapes as arguments only do)."""
     result = []
     for routine in candidates(layer, graph, isa, devices):
         for layout in routine.layouts:
             for params in routine.parameter_space():
-                result.append(Selection(routine, layout, params))
+                if fits_code_size(routine, params, code_size):
+                    result.append(Selection(routine, layout, params))
     return result
 
 
-def reference_selection(layer: Layer, graph: Graph) -> Selection:
-    """The portable choice: the layer's reference routine in its first layout."""
+# What `--code-size` trades: "fast" lets DPRS pick, for routines with the `shapes` switch, whichever of
+# shapes as constants and shapes as arguments is faster (normally constants: one function per layer);
+# "small" takes shapes as arguments wherever a routine can, so layers that differ only in shape share code.
+CODE_SIZES = ("fast", "small")
+
+
+def check_code_size(code_size: str) -> str:
+    if code_size not in CODE_SIZES:
+        raise RoutineError(f"unknown code size '{code_size}' (choose from {', '.join(CODE_SIZES)})")
+    return code_size
+
+
+def fits_code_size(routine: Routine, params: Mapping[str, Any], code_size: str) -> bool:
+    """Whether an instance with `params` may be chosen under `code_size`."""
+    return check_code_size(code_size) == "fast" or not routine.has_shape_switch or params.get(SHAPES) == "args"
+
+
+def adapt_needs(graph: Graph, options: Mapping[str, Iterable[Selection]]
+                ) -> list[tuple[tuple[int, ...], Layout, Layout]]:
+    """(shape, src, dst) of every conversion a path through `options` (layer -> its candidate selections)
+    could need: for each 4-D activation shape, between the native layouts and every layout a candidate reads
+    or writes a tensor of that shape in, wherever an adapt routine exists (none converts between two
+    blocked layouts)."""
+    from .adapt import has_adapt
+
+    wanted: dict[tuple[int, ...], set[Layout]] = {}
+    for layer in graph.layers:
+        names = [*activation_inputs(layer, graph), *layer.outputs]
+        for name in names:
+            if len(graph.shape(name)) == 4:
+                wanted.setdefault(graph.shape(name), set(NATIVE_LAYOUTS))
+        for sel in options.get(layer.name, ()):
+            layouts = [*sel.input_layouts(layer, graph), *(sel.output_layout(layer, graph) for _ in layer.outputs)]
+            for name, layout in zip(names, layouts):
+                if len(graph.shape(name)) == 4:
+                    wanted[graph.shape(name)].add(layout)
+    return [(shape, a, b) for shape in sorted(wanted) for a in SPATIAL_LAYOUTS for b in SPATIAL_LAYOUTS
+            if a is not b and a in wanted[shape] and b in wanted[shape] and has_adapt(a, b)]
+
+
+def reference_selection(layer: Layer, graph: Graph, code_size: str = "fast") -> Selection:
+    """The portable choice: the layer's reference routine in its first layout, with its default parameters
+    (shapes as constants; as arguments for `code_size` "small", where it can)."""
     routine = reference_routine(layer, graph)
-    return Selection(routine, routine.layouts[0])
+    params = routine.default_params()
+    if check_code_size(code_size) == "small" and routine.has_shape_switch:
+        params[SHAPES] = "args"
+    return Selection(routine, routine.layouts[0], params)
 
 
 def adapt_routine(src: Layout, dst: Layout) -> Routine:
@@ -92,7 +148,7 @@ def materialize(graph: Graph, selections: Mapping[str, Selection]) -> tuple[Grap
     for layer in g.layers:
         sel = selections[layer.name]
         for out in layer.outputs:
-            layout_of[out] = bind(sel.layout, len(g.shape(out)))
+            layout_of[out] = layer.attrs["dst"] if layer.kind == "layout" else bind(sel.layout, len(g.shape(out)))
 
     # An output whose producer writes another layout keeps its name on the adapted copy.
     internal: dict[str, str] = {}

@@ -3,6 +3,7 @@
 Layer kinds and their attributes (all frontends produce these):
 
   conv2d          x[N,C,H,W] w[M,C/group,KH,KW] b[M]?  strides pads(t,l,b,r) dilations group activation
+                  r[N,M,OH,OW]? a residual added before the activation (passes.fuse_residual_add)
   dense           x[N,K] w[M,K] b[M]?                   activation
   matmul          a[...,M,K] b[...,K,N]                 numpy matmul with batch broadcasting
   scale_shift     x[N,C,...] scale[C] shift[C]          y = x*scale[c] + shift[c] (a BatchNorm that could not be folded)
@@ -67,7 +68,10 @@ def _conv2d(layer: Layer, s: list[Shape]) -> list[Shape]:
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["strides"], a["pads"], a["dilations"]
     oh = conv_output_size(x[2], w[2], sh, pt, pb, dh)
     ow = conv_output_size(x[3], w[3], sw, pl, pr, dw)
-    return [(x[0], w[0], oh, ow)]
+    out = (x[0], w[0], oh, ow)
+    if len(layer.inputs) > 3 and layer.inputs[3] and s[-1] != out:
+        raise GraphError(f"layer '{layer.name}' (conv2d): residual operand {s[-1]} differs from the output {out}")
+    return [out]
 
 
 def _dense(layer: Layer, s: list[Shape]) -> list[Shape]:
@@ -179,6 +183,7 @@ SHAPE_FUNCTIONS: dict[str, Callable[[Layer, list[Shape]], list[Shape]]] = {
     "pad": _pad,
     "lrn": _same,
     "copy": _same,
+    "layout": _same,  # an adapt (selection.materialize): the same tensor in another layout
     "gather": _gather,
     "cast": _same,
     "shape_of": _shape_of,

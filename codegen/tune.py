@@ -24,9 +24,11 @@ from .profile.runners import make_runner
 from .progress import SILENT, Progress
 from .record import RECORD_FORMAT, RECORD_VERSION, graph_hash
 from .selection import (
+    CODE_SIZES,
     SPATIAL_LAYOUTS,
     Selection,
     activation_inputs,
+    adapt_needs,
     native_layout,
     reference_selection,
     selections_for,
@@ -54,13 +56,12 @@ class Candidates:
         return list(unique.values())
 
 
-def candidates(graph: Graph, target: Target) -> Candidates:
-    by_layer = {layer.name: [Item(layer, s, graph) for s in selections_for(layer, graph, target.isa, target.devices)]
+def candidates(graph: Graph, target: Target, code_size: str = "fast") -> Candidates:
+    by_layer = {layer.name: [Item(layer, s, graph)
+                             for s in selections_for(layer, graph, target.isa, target.devices, code_size)]
                 for layer in graph.layers}
-    shapes = {graph.shape(n) for layer in graph.layers for n in [*activation_inputs(layer, graph), *layer.outputs]
-              if len(graph.shape(n)) == 4}
-    adapts = {(shape, a, b): adapt_item(shape, a, b) for shape in sorted(shapes)
-              for a in SPATIAL_LAYOUTS for b in SPATIAL_LAYOUTS if a is not b}
+    options = {name: [item.selection for item in items] for name, items in by_layer.items()}
+    adapts = {(shape, a, b): adapt_item(shape, a, b) for shape, a, b in adapt_needs(graph, options)}
     return Candidates(by_layer, adapts)
 
 
@@ -148,16 +149,18 @@ class Paths:
     instances: int
     measured: int
     settings: Settings
+    code_size: str = "fast"
 
     def all(self) -> dict[str, dprs.Solution]:
         return {"dprs": self.best, **self.baselines}
 
 
 def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
-               settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> Paths:
-    """Profile (what the cache lacks), then solve for the DPRS path, the greedy one and each single layout."""
+               settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT, code_size: str = "fast") -> Paths:
+    """Profile (what the cache lacks), then solve for the DPRS path, the greedy one and each single layout.
+    `code_size` "small": only instances that take their shapes as arguments, where a routine can."""
     settings = settings_for(graph, target, settings)
-    found = candidates(graph, target)
+    found = candidates(graph, target, code_size)
     items = found.items()
     times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
                               progress=progress)
@@ -169,7 +172,7 @@ def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = Non
         single = single_layout(prob, layout)
         if single is not None:
             baselines[f"all-{layout.value}"] = single
-    return Paths(prob, best, baselines, len(items), measured, settings)
+    return Paths(prob, best, baselines, len(items), measured, settings, code_size)
 
 
 def weights_bytes(graph: Graph) -> int:
@@ -184,13 +187,15 @@ def settings_for(graph: Graph, target: Target, settings: Settings) -> Settings:
 
 
 def tune(graph: Graph, target: Target, *, cache: ProfileCache | None = None, reprofile: bool = False,
-         settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT) -> dict[str, Any]:
+         settings: Settings = DEFAULT_SETTINGS, progress: Progress = SILENT, code_size: str = "fast") -> dict[str, Any]:
     """Profile (what the cache lacks) and select the routine path; returns the tuning record."""
     start = time.perf_counter()
-    paths = tune_paths(graph, target, cache=cache, reprofile=reprofile, settings=settings, progress=progress)
+    paths = tune_paths(graph, target, cache=cache, reprofile=reprofile, settings=settings, progress=progress,
+                       code_size=code_size)
     return make_tuning_record(graph, target, paths.problem, paths.best, paths.baselines, measured=paths.measured,
                               profiled=paths.instances, seconds=time.perf_counter() - start,
-                              cold_weights=bool(paths.settings.cold_weights), threads=paths.settings.threads)
+                              cold_weights=bool(paths.settings.cold_weights), threads=paths.settings.threads,
+                              code_size=code_size)
 
 
 def selections_of(solution: dprs.Solution, graph: Graph, target: Target) -> dict[str, Selection]:
@@ -213,7 +218,8 @@ def single_layout(prob: dprs.Problem, layout: Layout) -> dprs.Solution | None:
 
 def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: dprs.Solution,
                        baselines: dict[str, dprs.Solution], *, measured: int, profiled: int,
-                       seconds: float, cold_weights: bool = False, threads: int = 1) -> dict[str, Any]:
+                       seconds: float, cold_weights: bool = False, threads: int = 1,
+                       code_size: str = "fast") -> dict[str, Any]:
     layers = []
     for name in prob.layers:
         chosen = best.choice[name]
@@ -238,6 +244,7 @@ def make_tuning_record(graph: Graph, target: Target, prob: dprs.Problem, best: d
         "predicted_us": predicted,
         "optimal": best.optimal,
         "threads": threads,
+        "code_size": code_size,
         "profiling": {"instances": profiled, "measured": measured, "seconds": round(seconds, 2),
                       "weights": "flushed to memory" if cold_weights else "cached"},
     }
@@ -259,18 +266,29 @@ def check_record(record: dict[str, Any], graph: Graph, target: Target, source: s
                           "tune for this target or pass --target " + str(made_for.get("name")))
 
 
+def record_code_size(record: dict[str, Any]) -> str:
+    """The --code-size a record was tuned with (records from before the option: fast)."""
+    code_size = record.get("code_size", "fast")
+    if code_size not in CODE_SIZES:
+        raise RecordError(f"tuning record: unknown code size '{code_size}' (known: {', '.join(CODE_SIZES)})")
+    return code_size
+
+
 def selections_from_record(record: dict[str, Any], graph: Graph, target: Target) -> dict[str, Selection]:
     """The routine path a record holds, as selections of this graph's layers."""
-    return _selections({entry["layer"]: entry["instance"] for entry in record["path"]}, graph, target)
+    return _selections({entry["layer"]: entry["instance"] for entry in record["path"]}, graph, target,
+                       record_code_size(record))
 
 
-def _selections(chosen: dict[str, str], graph: Graph, target: Target) -> dict[str, Selection]:
+def _selections(chosen: dict[str, str], graph: Graph, target: Target, code_size: str = "fast"
+                ) -> dict[str, Selection]:
     result = {}
     for layer in graph.layers:
         key = chosen.get(layer.name)
-        options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices)}
+        options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices, code_size)}
         if key not in options:
+            how = f" with --code-size {code_size}" if code_size != "fast" else ""
             raise RecordError(f"tuning record: layer '{layer.name}' uses '{key}', which this version of neurogen "
-                              "does not offer for it; tune again")
+                              f"does not offer for it{how}; tune again")
         result[layer.name] = options[key]
     return result

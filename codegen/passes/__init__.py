@@ -96,6 +96,8 @@ def fold_batchnorm(graph: Graph) -> Graph:
         prev = producers.get(x)
         if prev is None or prev.kind not in ("conv2d", "dense") or not prev.activation.is_identity:
             continue
+        if len(prev.inputs) > 3 and prev.inputs[3]:
+            continue  # a fused residual would need the scale too
         if _sole_consumer(g, x) is not bn or not all(g.is_constant(n) for n in (prev.inputs[1], *bn.inputs[1:])):
             continue
         if prev.kind == "dense" and len(g.shape(x)) != 2:
@@ -158,6 +160,40 @@ def fuse_activations(graph: Graph) -> Graph:
     return g
 
 
+def fuse_residual_add(graph: Graph) -> Graph:
+    """conv(x) + r -> conv(x; residual r): the add runs in the convolution's epilogue, saving a pass over memory.
+
+    The add's activation (a ReLU after a ResNet block) moves with it. Of two convolutions feeding the add,
+    the later one takes it; the fused layer takes the add's place in the order, where r is computed.
+    """
+    g = graph.copy()
+    for add in list(g.layers):
+        if add.kind != "binary" or add.attrs["op"] != "add" or len(add.present_inputs()) != 2:
+            continue
+        out_shape = g.shape(add.outputs[0])
+        if len(out_shape) != 4 or any(g.is_constant(n) or g.shape(n) != out_shape for n in add.inputs):
+            continue
+        producers = g.producers()
+        order = {id(layer): i for i, layer in enumerate(g.layers)}
+        fusable = [(order[id(producers[n])], n) for n in add.inputs
+                   if n in producers and producers[n].kind == "conv2d" and producers[n].activation.is_identity
+                   and len(producers[n].inputs) <= 3 and _sole_consumer(g, n) is add]
+        if not fusable:
+            continue
+        _, conv_out = max(fusable)
+        conv = producers[conv_out]
+        (residual,) = [n for n in add.inputs if n != conv_out] or [conv_out]
+        if residual == conv_out:
+            continue  # conv(x) + conv(x): nothing else to add
+        g.layers.remove(conv)
+        conv.inputs = [*conv.inputs[:3], *[""] * (3 - len(conv.inputs)), residual]
+        conv.outputs = list(add.outputs)
+        conv.attrs["activation"] = add.activation
+        g.layers[g.layers.index(add)] = conv
+        del g.tensors[conv_out]
+    return g
+
+
 def canonicalize(graph: Graph) -> Graph:
     """Rewrite equivalent forms to the one the routines know: spatial means -> global_avgpool."""
     g = graph.copy()
@@ -197,6 +233,7 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (
     canonicalize,
     fold_batchnorm,
     fuse_hard_swish,
+    fuse_residual_add,
     fuse_activations,
     remove_identities,
 )

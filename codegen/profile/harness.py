@@ -23,7 +23,7 @@ from ..ir import Graph, Layer, Layout, Tensor
 from ..paths import RUNTIME_C
 from ..record import canonical
 from ..routines import RoutineInstance
-from ..selection import Selection, adapt_routine
+from ..selection import Selection, adapt_routine, reference_selection
 from ..targets import Target
 from .runners import Runner, Session
 
@@ -103,10 +103,16 @@ def adapt_item(shape: tuple[int, ...], src: Layout, dst: Layout) -> Item:
 
 
 def _view(shape: tuple[int, ...], layout: Layout) -> str:
-    from ..routines.loops import logical_strides
+    """The C `view` of a buffer: rank, logical shape, strides, channel block and element count.
 
-    strides = logical_strides(shape, layout)
-    return f"{len(shape)}, {{{', '.join(map(str, shape)) or 0}}}, {{{', '.join(map(str, strides)) or 0}}}"
+    A blocked layout (NCHW16C ...) gives the stride of a block of channels and the block size; its
+    element count includes the padding lanes (which the harness zeroes)."""
+    from ..routines.loops import blocked_strides, logical_strides, physical_size
+
+    blocked = layout.is_blocked and len(shape) == 4
+    strides = blocked_strides(shape, layout) if blocked else logical_strides(shape, layout)
+    return (f"{len(shape)}, {{{', '.join(map(str, shape)) or 0}}}, {{{', '.join(map(str, strides)) or 0}}}, "
+            f"{layout.block if blocked else 1}, {physical_size(shape, layout)}")
 
 
 def bench_graph(items: list[Item]) -> tuple[Graph, list[RoutineInstance]]:
@@ -154,8 +160,10 @@ def _ordered(items: Iterable[Item]) -> list[list[Item]]:
 
 
 def _is_reference(item: Item) -> bool:
-    return item.layer.kind != "layout" and item.selection.routine.algorithm == "ref" and \
-        item.selection.layout in (Layout.ANY, Layout.NCHW)
+    """The layer's reference instance (shapes as constants): the one the others are checked against."""
+    if item.layer.kind == "layout" or item.selection.routine.algorithm != "ref":
+        return False
+    return item.selection.key == reference_selection(item.layer, item.graph).key
 
 
 def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> tuple[dict[str, str], bytes]:

@@ -1,6 +1,6 @@
 """Routines: how each layer kind is computed. Importing this package fills the registry."""
 
-from . import conv, data, elementwise, gemm, normalization, pool, winograd  # noqa: F401  (declarations)
+from . import blocked, conv, data, elementwise, gemm, normalization, pool, winograd  # noqa: F401  (declarations)
 from .registry import (  # noqa: I001  (the declarations above must run first)
     REGISTRY,
     Argument,

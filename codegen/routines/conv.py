@@ -8,7 +8,7 @@ import numpy as np
 
 from ..ir import NO_ACTIVATION, Graph, Layer, Layout
 from .packing import padded_bias, panels
-from .registry import ContextFn, PackFn, Params, Routine, register
+from .registry import ContextFn, PackFn, Params, Routine, ScratchFn, has_residual, register
 from .simd import AVX2, AVX512, NEON, VECTOR_ACTIVATIONS, Vector
 
 
@@ -21,7 +21,7 @@ def conv2d_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
     group = a["group"]
     return dict(N=n, C=c, H=h, W=w, M=m, CG=cg, MG=m // group, KH=kh, KW=kw, OH=oh, OW=ow,
                 SH=sh, SW=sw, PT=pt, PL=pl, DH=dh, DW=dw, G=group,
-                has_bias=len(layer.inputs) > 2 and bool(layer.inputs[2]))
+                has_bias=len(layer.inputs) > 2 and bool(layer.inputs[2]), has_residual=has_residual(layer))
 
 
 def direct_nhwc_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -70,7 +70,8 @@ TILES = {"tile_n": (64, 512), "tile_k": (32, 256)}
 
 register(Routine(
     kind="conv2d", algorithm="ref", layouts=(Layout.NCHW,), template="conv2d/ref-scalar-nchw.c.j2",
-    context=conv2d_context, roles=("x", "w", "b"),
+    shape_args=("N", "C", "H", "W", "M", "CG", "MG", "KH", "KW", "OH", "OW", "SH", "SW", "PT", "PL", "DH", "DW"),
+    context=conv2d_context, roles=("x", "w", "b", "r"), fuses_residual=True,
 ))
 register(Routine(
     kind="conv2d", algorithm="direct", layouts=(Layout.NHWC,), template="conv2d/direct-scalar-nhwc.c.j2",
@@ -98,9 +99,19 @@ def _gemm_context(vector: Vector, mr: int, nr: int) -> ContextFn:
     def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
         ctx = im2col_context(layer, graph, params)
         ctx.update(_vector_context(vector, layer, graph), MR=mr, NR=nr, NV=nr // vector.width,
-                   ROWS=mr * params["row_tiles"])
+                   ROWS=mr * params["row_tiles"], KC=k_block(ctx["K"], nr))
         return ctx
     return context
+
+
+# Bytes of one weight panel's K block that should stay in L1 while a block of rows passes over it.
+PANEL_BLOCK_BYTES = 32 * 1024
+
+
+def k_block(k: int, nr: int) -> int:
+    """K steps per block of a GEMM with NR-wide panels: all of K when it fits (or nearly), else what fits L1."""
+    kc = max(8, PANEL_BLOCK_BYTES // (4 * nr) // 8 * 8)
+    return k if k <= kc + kc // 2 else kc
 
 
 def _pack_panels(nr: int) -> PackFn:
@@ -109,6 +120,16 @@ def _pack_panels(nr: int) -> PackFn:
         w = graph.tensor(layer.inputs[1]).data
         return [None, panels(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), nr), padded_bias(layer, graph, nr)]
     return pack
+
+
+def _patch_block_scratch(mr: int) -> ScratchFn:
+    """Per part: the patches of one block of MR * row_tiles output pixels (none for a plain 1x1)."""
+    def scratch(layer: Layer, graph: Graph, params: Params) -> int:
+        if _is_pointwise(layer, graph):
+            return 0
+        ctx = conv2d_context(layer, graph, params)
+        return 4 * ctx["C"] * ctx["KH"] * ctx["KW"] * params["row_tiles"] * mr
+    return scratch
 
 
 def _dw_context(vector: Vector) -> ContextFn:
@@ -145,7 +166,8 @@ for _vector, _tiles in GEMM_TILES.items():
             kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
             template="conv2d/gemm-nhwc-simd.c.j2",
             params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
-            scratch=im2col_scratch, pack=_pack_panels(_nr), roles=("x", "w", "b"), parallel=True,
+            scratch=_patch_block_scratch(_mr), scratch_per_part=True, pack=_pack_panels(_nr),
+            roles=("x", "w", "b", "r"), parallel=True, fuses_residual=True,
         ))
     register(Routine(
         kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), **_vector.routine_fields,

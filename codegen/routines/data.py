@@ -78,9 +78,9 @@ def _reflect_fits(layer: Layer, graph: Graph) -> bool:
 BOTH = (Layout.NCHW, Layout.NHWC)
 
 register(Routine(kind="copy", algorithm="ref", template="data/copy-ref-scalar.c.j2", layouts=BOTH,
-                 context=copy_context, roles=("x",)))
+                 context=copy_context, roles=("x",), shape_args=("SIZE",)))
 register(Routine(kind="reshape", algorithm="ref", template="data/copy-ref-scalar.c.j2",
-                 context=copy_context, roles=("x",)))
+                 context=copy_context, roles=("x",), shape_args=("SIZE",)))
 # An NHWC tensor flattened (to a rank other than 4) is reordered into the row-major result.
 register(Routine(kind="reshape", algorithm="gather", template="data/transpose-ref-scalar.c.j2",
                  layouts=(Layout.NHWC,), context=flatten_context, roles=("x",), parallel=True,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..ir import Graph, Layer, Layout
 from .loops import collapse, logical_strides, physical_order, strides_of
-from .registry import Params, Routine, register
+from .registry import ContextFn, Params, Predicate, Routine, register
+from .simd import AVX2, AVX512, NEON, Vector
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -16,20 +18,26 @@ def activation_context(layer: Layer, graph: Graph, params: Params) -> dict[str, 
     return dict(SIZE=math.prod(graph.shape(layer.inputs[0])))
 
 
-def binary_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
-    """Walk the output in its physical order; each operand is read through its own layout's strides."""
+def _binary_loops(layer: Layer, graph: Graph, layout_of: Callable[[str], Layout]
+                  ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """The collapsed loop nest (shape; a, b, y strides) with each tensor stored in layout_of(name)."""
     out_name = layer.outputs[0]
     out = graph.shape(out_name)
-    order = physical_order(out, graph.tensor(out_name).layout)
+    order = physical_order(out, layout_of(out_name))
 
     def operand(name: str) -> tuple[int, ...]:
         tensor = graph.tensor(name)
         padded = (1,) * (len(out) - len(tensor.shape)) + tensor.shape
-        own = logical_strides(padded, tensor.layout) if len(tensor.shape) == len(out) else strides_of(padded)
+        own = logical_strides(padded, layout_of(name)) if len(tensor.shape) == len(out) else strides_of(padded)
         return tuple(0 if d == 1 and o != 1 else s for d, o, s in zip(padded, out, own))
 
-    strides = [operand(layer.inputs[0]), operand(layer.inputs[1]), logical_strides(out, graph.tensor(out_name).layout)]
-    shape, (a_st, b_st, y_st) = collapse(tuple(out[a] for a in order), *(tuple(s[a] for a in order) for s in strides))
+    strides = [operand(layer.inputs[0]), operand(layer.inputs[1]), logical_strides(out, layout_of(out_name))]
+    return collapse(tuple(out[a] for a in order), *(tuple(s[a] for a in order) for s in strides))
+
+
+def binary_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+    """Walk the output in its physical order; each operand is read through its own layout's strides."""
+    shape, (a_st, b_st, y_st) = _binary_loops(layer, graph, lambda name: graph.tensor(name).layout)
     return dict(shape=shape, a_strides=a_st, b_strides=b_st, y_strides=y_st, operator=SYMBOLS[layer.attrs["op"]])
 
 
@@ -41,10 +49,45 @@ def scale_shift_context(layer: Layer, graph: Graph, params: Params) -> dict[str,
 BOTH = (Layout.NCHW, Layout.NHWC)
 
 register(Routine(kind="activation", algorithm="ref", template="elementwise/activation-ref-scalar.c.j2",
-                 layouts=BOTH, context=activation_context, roles=("x",), parallel=True))
+                 layouts=BOTH, context=activation_context, roles=("x",), parallel=True, shape_args=("SIZE",)))
 register(Routine(kind="binary", algorithm="ref", template="elementwise/binary-ref-scalar.c.j2",
                  layouts=BOTH, context=binary_context, roles=("a", "b"), parallel=True))
 register(Routine(kind="scale_shift", algorithm="ref", layouts=(Layout.NCHW,),
                  template="elementwise/scaleshift-ref-scalar-nchw.c.j2",
                  accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) >= 2,
-                 context=scale_shift_context, roles=("x", "scale", "shift")))
+                 context=scale_shift_context, roles=("x", "scale", "shift"), shape_args=("N", "C", "S")))
+
+
+# -- vector routines: one template, one instance per ISA -------------------------------------------
+
+def _with_vector(vector: Vector, base: ContextFn) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        return dict(base(layer, graph, params), v=vector)
+    return context
+
+
+def _vector_binary(layout: Layout) -> Predicate:
+    """Binary layers whose innermost physical axis (tensors bound to `layout` as the routine will have them;
+    constants stay row-major) every operand reads contiguously or broadcasts: same shapes, a per-channel or
+    per-row operand along that axis, a scalar. NHWC only claims 4-D outputs (elsewhere it is the flat one)."""
+    def accepts(layer: Layer, graph: Graph) -> bool:
+        out = graph.shape(layer.outputs[0])
+        if layout is Layout.NHWC and len(out) != 4:
+            return False
+
+        def layout_of(name: str) -> Layout:
+            return layout if len(graph.shape(name)) == 4 and not graph.is_constant(name) else Layout.ANY
+
+        shape, (a_st, b_st, y_st) = _binary_loops(layer, graph, layout_of)
+        return shape[-1] == 1 or (y_st[-1] == 1 and a_st[-1] in (0, 1) and b_st[-1] in (0, 1))
+    return accepts
+
+
+for _vector in (AVX512, AVX2, NEON):
+    register(Routine(kind="activation", algorithm="simd", template="elementwise/activation-simd.c.j2",
+                     layouts=BOTH, **_vector.routine_fields, context=_with_vector(_vector, activation_context),
+                     roles=("x",), parallel=True))
+    for _layout in (Layout.ANY, Layout.NHWC):
+        register(Routine(kind="binary", algorithm="simd", template="elementwise/binary-simd.c.j2",
+                         layouts=(_layout,), **_vector.routine_fields, accepts=_vector_binary(_layout),
+                         context=_with_vector(_vector, binary_context), roles=("a", "b"), parallel=True))

@@ -37,9 +37,9 @@ def matmul_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
 
 
 register(Routine(kind="dense", algorithm="ref", template="dense/ref-scalar.c.j2",
-                 context=dense_context, roles=("x", "w", "b")))
+                 context=dense_context, roles=("x", "w", "b"), shape_args=("N", "K", "M")))
 register(Routine(kind="matmul", algorithm="ref", template="matmul/ref-scalar.c.j2",
-                 context=matmul_context, roles=("a", "b")))
+                 context=matmul_context, roles=("a", "b"), shape_args=("M", "K", "N")))
 
 
 # -- vector micro-kernels: a dense layer is a 1x1 convolution over N rows ----------------------------
@@ -50,6 +50,7 @@ def _dense_as_conv(vector: Vector, mr: int, nr: int) -> ContextFn:
         m = graph.shape(layer.inputs[1])[0]
         return dict(N=1, H=n, W=1, C=k, P=n, K=k, M=m, direct=True, MR=mr, NR=nr, NV=nr // vector.width,
                     ROWS=mr * params["row_tiles"], v=vector, has_bias=len(layer.inputs) > 2 and bool(layer.inputs[2]),
+                    has_residual=False, KC=k,
                     vector_activation=layer.activation.kind in VECTOR_ACTIVATIONS, none_activation=NO_ACTIVATION)
     return context
 

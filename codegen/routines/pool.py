@@ -7,7 +7,8 @@ from typing import Any
 
 from ..ir import Graph, Layer, Layout
 from .loops import broadcast_strides, collapse, strides_of
-from .registry import Params, Routine, register
+from .registry import ContextFn, Params, Routine, register
+from .simd import AVX2, AVX512, NEON, Vector
 
 
 def pool2d_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
@@ -33,16 +34,40 @@ def reduce_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]
                 COUNT=math.prod(x) // math.prod(kept))
 
 
+# The context values the reference templates can take as arguments (shapes=args).
+POOL2D_SHAPES = ("N", "C", "H", "W", "OH", "OW", "KH", "KW", "SH", "SW", "PT", "PL", "PB", "PR", "DH", "DW")
+
 register(Routine(kind="pool2d", algorithm="ref", layouts=(Layout.NCHW,),
-                 template="pool/pool2d-ref-scalar-nchw.c.j2", context=pool2d_context, roles=("x",)))
+                 template="pool/pool2d-ref-scalar-nchw.c.j2", context=pool2d_context, roles=("x",),
+                 shape_args=POOL2D_SHAPES))
 register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NCHW,),
                  template="pool/globalavgpool-ref-scalar-nchw.c.j2", context=global_avgpool_context,
-                 roles=("x",)))
+                 roles=("x",), shape_args=("P", "S")))
 register(Routine(kind="pool2d", algorithm="ref", layouts=(Layout.NHWC,),
-                 template="pool/pool2d-ref-scalar-nhwc.c.j2", context=pool2d_context, roles=("x",), parallel=True))
+                 template="pool/pool2d-ref-scalar-nhwc.c.j2", context=pool2d_context, roles=("x",), parallel=True,
+                 shape_args=POOL2D_SHAPES))
 register(Routine(kind="global_avgpool", algorithm="ref", layouts=(Layout.NHWC,),
                  template="pool/globalavgpool-ref-scalar-nhwc.c.j2", context=global_avgpool_context,
-                 roles=("x",), accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4))
+                 roles=("x",), accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4,
+                 shape_args=("N", "C", "S")))
 register(Routine(kind="reduce", algorithm="ref", template="pool/reduce-ref-scalar.c.j2",
                  accepts=lambda layer, graph: layer.attrs["op"] == "mean", context=reduce_context,
                  roles=("x",)))
+
+
+# -- vector routines: NHWC, across channels; one template, one instance per ISA ------------------------
+
+def _with_vector(vector: Vector, base: ContextFn) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        return dict(base(layer, graph, params), v=vector)
+    return context
+
+
+for _vector in (AVX512, AVX2, NEON):
+    register(Routine(kind="pool2d", algorithm="simd", layouts=(Layout.NHWC,), **_vector.routine_fields,
+                     template="pool/pool2d-simd-nhwc.c.j2", context=_with_vector(_vector, pool2d_context),
+                     roles=("x",), parallel=True))
+    register(Routine(kind="global_avgpool", algorithm="simd", layouts=(Layout.NHWC,), **_vector.routine_fields,
+                     template="pool/globalavgpool-simd-nhwc.c.j2",
+                     context=_with_vector(_vector, global_avgpool_context), roles=("x",), parallel=True,
+                     accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4))

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import RoutineError
 from ..ir import DType, Graph, Layer, Layout
 from ..paths import TEMPLATES
+from .specialize import SHAPE_MODES, SHAPES, ShapeArgs
 
 Params = Mapping[str, Any]
 Predicate = Callable[[Layer, Graph], bool]
@@ -68,6 +69,17 @@ class Routine:
     # Its error bound (max |error| / max |reference|) when looser than the profiler's and the tests'
     # defaults: Winograd F(4x4)'s transforms round more than a direct sum does.
     tolerance: float | None = None
+    # Adds a residual operand (a conv2d's 4th input, from passes.fuse_residual_add) before the activation.
+    # Layers with one only get routines that do.
+    fuses_residual: bool = False
+    # Context keys (whole numbers: loop bounds, index arithmetic) its template can take as `size_t`
+    # arguments instead of constants. Declaring any adds the parameter `shapes` ("const", "args"):
+    # see codegen.routines.specialize.
+    shape_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.shape_args and SHAPES not in self.params:
+            object.__setattr__(self, "params", {**self.params, SHAPES: SHAPE_MODES})
 
     @property
     def name(self) -> str:
@@ -83,6 +95,15 @@ class Routine:
         keys = sorted(self.params)
         for values in itertools.product(*(self.params[k] for k in keys)):
             yield dict(zip(keys, values))
+
+    def default_params(self) -> dict[str, Any]:
+        """The first value of every parameter: the instance that stands in for the routine (its reference)."""
+        return {k: values[0] for k, values in sorted(self.params.items())}
+
+    @property
+    def has_shape_switch(self) -> bool:
+        """Whether it has the `shapes` parameter (shapes as constants or as arguments)."""
+        return bool(self.shape_args)
 
     def template_source(self) -> str:
         return (TEMPLATES / self.template).read_text()
@@ -129,9 +150,22 @@ class RoutineInstance:
                     values[name] = packed
         return values
 
-    def template_context(self, graph: Graph) -> dict[str, Any]:
+    @property
+    def shapes_as_args(self) -> bool:
+        return self.routine.has_shape_switch and self.params.get(SHAPES, SHAPE_MODES[0]) == "args"
+
+    def shape_args(self, graph: Graph) -> ShapeArgs | None:
+        """With shapes=args: the shape values it takes as arguments (None: all are constants)."""
+        if not self.shapes_as_args:
+            return None
+        return ShapeArgs(self.routine.context(self.layer, graph, self.params), self.routine.shape_args)
+
+    def template_context(self, graph: Graph, shape_args: ShapeArgs | None = None) -> dict[str, Any]:
+        """The template's variables; with `shape_args`, its shape values are symbols (C identifiers)."""
         ctx: dict[str, Any] = dict(self.params)
         ctx.update(self.routine.context(self.layer, graph, self.params))
+        if shape_args is not None:
+            ctx.update(shape_args.symbols)
         ctx["layer"] = self.layer
         ctx["activation"] = self.layer.activation
         ctx["in_shapes"] = [graph.shape(n) for n in self.layer.present_inputs()]
@@ -162,7 +196,12 @@ def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"sca
     dtypes = {graph.tensor(n).dtype for n in [*layer.present_inputs(), *layer.outputs] if not graph.is_constant(n)}
     return [r for r in REGISTRY
             if r.kind == layer.kind and (r.requires or {r.isa}) <= isa and r.device in devices
-            and dtypes <= {r.dtype} and r.accepts(layer, graph)]
+            and dtypes <= {r.dtype} and (r.fuses_residual or not has_residual(layer)) and r.accepts(layer, graph)]
+
+
+def has_residual(layer: Layer) -> bool:
+    """A conv2d with a residual operand fused into it (its 4th input)."""
+    return layer.kind == "conv2d" and len(layer.inputs) > 3 and bool(layer.inputs[3])
 
 
 def reference_routine(layer: Layer, graph: Graph) -> Routine:

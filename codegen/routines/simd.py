@@ -28,6 +28,20 @@ class Vector:
     mul: str
     max: str
     min: str
+    # For the vector exp (templates/simd.j2) and the element-wise kernels:
+    div: str  # {a} / {b}
+    int_type: str  # the 32-bit integer vector of the same width
+    cvt_int: str  # {a}: float -> int32, rounded to nearest
+    cvt_float: str  # {a}: int32 -> float
+    add_int: str  # {a} + {b}, int32 lanes
+    set1_int: str  # {x}
+    shl_int: str  # {a} << {n} (n a constant), int32 lanes
+    bits_float: str  # {a}: int32 lanes reinterpreted as float bits
+    # The first {n} (0 < n < width, run time) floats at {p}, the other lanes 0, touching no memory past them;
+    # and storing the first {n} lanes of {v}. Masked loads and stores (their masked-off lanes cannot fault);
+    # empty where the ISA has none, and templates go through a stack copy instead.
+    load_part: str
+    store_part: str
 
     def __call__(self, op: str, **args: str) -> str:
         return getattr(self, op).format(**args)
@@ -44,6 +58,11 @@ AVX512 = Vector(
     zero="_mm512_setzero_ps()", fma="_mm512_fmadd_ps({a}, {b}, {c})", add="_mm512_add_ps({a}, {b})",
     sub="_mm512_sub_ps({a}, {b})",
     mul="_mm512_mul_ps({a}, {b})", max="_mm512_max_ps({a}, {b})", min="_mm512_min_ps({a}, {b})",
+    div="_mm512_div_ps({a}, {b})", int_type="__m512i", cvt_int="_mm512_cvtps_epi32({a})",
+    cvt_float="_mm512_cvtepi32_ps({a})", add_int="_mm512_add_epi32({a}, {b})", set1_int="_mm512_set1_epi32({x})",
+    shl_int="_mm512_slli_epi32({a}, {n})", bits_float="_mm512_castsi512_ps({a})",
+    load_part="_mm512_maskz_loadu_ps((__mmask16)((1u << ({n})) - 1u), {p})",
+    store_part="_mm512_mask_storeu_ps({p}, (__mmask16)((1u << ({n})) - 1u), {v})",
 )
 AVX2 = Vector(
     isa="avx2", requires=frozenset({"avx2", "fma"}), header="immintrin.h", type="__m256", width=8,
@@ -51,12 +70,24 @@ AVX2 = Vector(
     zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
     sub="_mm256_sub_ps({a}, {b})",
     mul="_mm256_mul_ps({a}, {b})", max="_mm256_max_ps({a}, {b})", min="_mm256_min_ps({a}, {b})",
+    div="_mm256_div_ps({a}, {b})", int_type="__m256i", cvt_int="_mm256_cvtps_epi32({a})",
+    cvt_float="_mm256_cvtepi32_ps({a})", add_int="_mm256_add_epi32({a}, {b})", set1_int="_mm256_set1_epi32({x})",
+    shl_int="_mm256_slli_epi32({a}, {n})", bits_float="_mm256_castsi256_ps({a})",
+    load_part="_mm256_maskload_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)({n})), "
+              "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))",
+    store_part="_mm256_maskstore_ps({p}, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)({n})), "
+               "_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), {v})",
 )
 NEON = Vector(
     isa="neon", requires=frozenset({"neon"}), header="arm_neon.h", type="float32x4_t", width=4,
     load="vld1q_f32({p})", store="vst1q_f32({p}, {v})", set1="vdupq_n_f32({x})",
     zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})", sub="vsubq_f32({a}, {b})",
     mul="vmulq_f32({a}, {b})", max="vmaxq_f32({a}, {b})", min="vminq_f32({a}, {b})",
+    # vdivq_f32 and vcvtnq_s32_f32 are AArch64 (the NEON targets are all 64-bit).
+    div="vdivq_f32({a}, {b})", int_type="int32x4_t", cvt_int="vcvtnq_s32_f32({a})",
+    cvt_float="vcvtq_f32_s32({a})", add_int="vaddq_s32({a}, {b})", set1_int="vdupq_n_s32({x})",
+    shl_int="vshlq_n_s32({a}, {n})", bits_float="vreinterpretq_f32_s32({a})",
+    load_part="", store_part="",
 )
 
 VECTORS = (AVX512, AVX2, NEON)

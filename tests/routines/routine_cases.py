@@ -6,7 +6,7 @@ import itertools
 
 from routine_kit import ACTIVATIONS, Case, Const, In, Ref, binary, conv, dense, pool
 
-from codegen.ir import NO_ACTIVATION, Activation
+from codegen.ir import NO_ACTIVATION, Activation, Layout
 
 
 def conv_cases() -> list[Case]:
@@ -56,11 +56,28 @@ def conv_cases() -> list[Case]:
         conv("wide_channels_19_to_37", (1, 19, 9, 11), 37, 3, pads=(1, 1, 1, 1)),
         # more tiles than one Winograd block holds (and a last, partial block)
         conv("many_tiles_42x38", (1, 20, 42, 38), 21, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"], scale=2.0),
+        # blocked layouts (NCHW16c ...): full register tiles and edge chunks along a wide row with stride, dilation
+        # and asymmetric pads; partial channel blocks in and out; an activation that does not keep zero at zero
+        conv("blocked_wide_stride2_dilation2", (2, 17, 9, 40), 18, 3, strides=(2, 2), dilations=(2, 2),
+             pads=(2, 1, 1, 3), act=ACTIVATIONS["hard_sigmoid"]),
     ]
     for name, act in ACTIVATIONS.items():
         cases.append(conv(f"act_{name}", (1, 3, 6, 6), 4, 3, pads=(1, 1, 1, 1), act=act, scale=2.0))
     cases.append(conv("act_relu6_depthwise_stride2", (1, 4, 7, 7), 4, 3, group=4, strides=(2, 2),
                       pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"], scale=4.0))
+    # a fused residual add (ResNet's 1x1 projection + shortcut, then ReLU): full panels, a partial last panel,
+    # a remainder of rows, strided and padded (implicit GEMM) layers, batches, no bias
+    cases += [
+        conv("residual_1x1_relu", (1, 16, 7, 9), 32, 1, residual=True, act=ACTIVATIONS["relu"]),
+        conv("residual_1x1_odd_channels_37", (1, 11, 5, 5), 37, 1, residual=True),
+        conv("residual_1x1_wide_130", (1, 8, 3, 3), 130, 1, residual=True, act=ACTIVATIONS["relu6"], bias=False),
+        conv("residual_3x3_pad1_batch2", (2, 5, 6, 7), 19, 3, pads=(1, 1, 1, 1), residual=True,
+             act=ACTIVATIONS["hard_swish"]),
+        conv("residual_1x1_stride2", (1, 12, 9, 9), 24, 1, strides=(2, 2), residual=True, act=ACTIVATIONS["sigmoid"]),
+        # long sums run in K blocks (codegen.routines.conv.k_block): several blocks and a partial last one
+        conv("k_blocks_1x1_800", (1, 800, 3, 5), 37, 1, residual=True, act=ACTIVATIONS["relu"]),
+        conv("k_blocks_3x3_pad1_90", (1, 90, 5, 4), 20, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["hard_swish"]),
+    ]
     return cases
 
 
@@ -112,7 +129,18 @@ def elementwise_cases() -> list[Case]:
         Case("activation_leaky_negative_slope", "activation", [(7,)], dict(activation=Activation("leaky_relu", -0.2))),
         Case("activation_large_sigmoid", "activation", [In((64,), scale=40.0)],
              dict(activation=Activation("sigmoid"))),
+        # |x| far past where e^x over- or underflows: exactly 0 and 1 in the limits, never NaN
+        Case("activation_huge_sigmoid_37", "activation", [In((37,), scale=300.0)],
+             dict(activation=Activation("sigmoid"))),
+        Case("activation_leaky_slope_above_one", "activation", [(19,)], dict(activation=Activation("leaky_relu", 1.5))),
     ]
+    # vector kernels: a vector of each ISA (16, 8, 4 floats), less, more, odd and prime sizes, several vectors
+    for size in (3, 4, 8, 16, 17, 37, 67):
+        cases.append(Case(f"activation_sigmoid_{size}", "activation", [In((size,), scale=8.0)],
+                          dict(activation=Activation("sigmoid"))))
+    for name, act in [("none", NO_ACTIVATION), *ACTIVATIONS.items()]:
+        cases.append(Case(f"activation_{name}_image_67", "activation", [In((1, 67, 3, 1), scale=4.0)],
+                          dict(activation=act)))
     for op in ("add", "sub", "mul", "div"):
         cases += [
             binary(f"{op}_same_shape", op, (2, 3, 4, 5), (2, 3, 4, 5)),
@@ -139,6 +167,30 @@ def elementwise_cases() -> list[Case]:
         binary("div_const_right", "div", (2, 6), Const((6,))),
         binary("add_nhwc_channel", "add", (1, 4, 4, 3), (3,)),
     ]
+    # vector kernels: contiguous operands of vector sizes and around them; a per-channel operand (the
+    # squeeze-excite multiply: along the innermost axis in NHWC, a broadcast per row in NCHW); scalars
+    for size in (3, 4, 8, 16, 37):
+        cases.append(binary(f"add_same_{size}", "add", (size,), (size,)))
+    cases += [
+        binary("mul_same_image_prime", "mul", (2, 3, 5, 7), (2, 3, 5, 7)),
+        binary("mul_se_24", "mul", (1, 24, 5, 7), (1, 24, 1, 1)),
+        binary("mul_se_37_left", "mul", (1, 37, 1, 1), (1, 37, 3, 5)),
+        binary("add_channel_19", "add", (1, 19, 5, 7), (1, 19, 1, 1)),
+        binary("div_channel_16_batch2", "div", (2, 16, 3, 3), (1, 16, 1, 1)),
+        binary("sub_channel_8_from_channel", "sub", (1, 8, 1, 1), (1, 8, 2, 9)),
+        binary("mul_const_channel_40", "mul", (1, 40, 3, 3), Const((1, 40, 1, 1))),
+        binary("mul_scalar_37", "mul", (37,), ()),
+        binary("div_scalar_by_67", "div", (), (67,)),
+        binary("sub_scalar_image", "sub", (1, 17, 3, 3), ()),
+        binary("add_rows_17x33", "add", (17, 33), (33,)),
+        binary("add_se_act_sigmoid_large", "add", In((1, 16, 3, 3), scale=100.0), (1, 16, 1, 1),
+               act=ACTIVATIONS["sigmoid"]),
+        binary("mul_se_act_hard_swish", "mul", In((1, 21, 4, 4), scale=3.0), (1, 21, 1, 1),
+               act=ACTIVATIONS["hard_swish"]),
+        binary("add_same_act_leaky_37", "add", (37,), (37,), act=ACTIVATIONS["leaky_relu"]),
+        # a rank-3 operand stays row-major: in NHWC its channels are strided, which only the flat routines take
+        binary("add_chw_to_image", "add", (2, 3, 4, 5), (3, 4, 5)),
+    ]
     for name, act in ACTIVATIONS.items():
         cases.append(binary(f"binary_act_{name}", "add", In((2, 3, 4), scale=3.0), (3, 1), act=act))
     for name, shape in [("nchw", (2, 3, 5, 5)), ("rank2", (2, 3)), ("rank3", (1, 1, 7)), ("rank5", (1, 4, 2, 3, 2)),
@@ -164,6 +216,14 @@ def data_cases() -> list[Case]:
         Case("reshape_pooled_image", "reshape", [(2, 8, 1, 1)], dict(shape=(2, 8))),
         Case("copy_image", "copy", [(2, 3, 5, 7)]),
     ]
+    # adapt routines on their own: several channel blocks and a partial one, a batch
+    for blocked in (Layout.NCHW16C, Layout.NCHW8C, Layout.NCHW4C):
+        for native in (Layout.NCHW, Layout.NHWC):
+            shape = (2, 2 * blocked.block + 3, 3, 5)
+            cases.append(Case(f"layout_{native.value}_to_{blocked.value}", "layout", [shape],
+                              dict(src=native, dst=blocked)))
+            cases.append(Case(f"layout_{blocked.value}_to_{native.value}", "layout", [shape],
+                              dict(src=blocked, dst=native)))
     perms = [((3, 4), (1, 0))]
     perms += [((2, 3, 4), p) for p in itertools.permutations(range(3)) if p != (0, 1, 2)]
     perms += [((2, 3, 4, 5), p) for p in [(0, 2, 3, 1), (0, 3, 1, 2), (3, 2, 1, 0), (1, 0, 2, 3), (0, 1, 3, 2),
@@ -220,6 +280,22 @@ def normalization_cases() -> list[Case]:
         Case("softmax_classifier", "softmax", [In((1, 1000), 5.0)], dict(axis=1)),
         Case("softmax_rank5_axis2", "softmax", [(2, 1, 3, 2, 2)], dict(axis=2)),
     ]
+    # vector kernels: rows of a vector of each ISA (16, 8, 4 floats), less, more, primes; huge logits (exp
+    # underflows for all but the largest); channels of an image (NHWC: the contiguous axis)
+    for size in (1, 3, 4, 8, 16, 17, 37):
+        cases.append(Case(f"softmax_rows_of_{size}", "softmax", [In((3, size), 4.0)], dict(axis=1)))
+    cases += [
+        Case("softmax_huge_logits_37", "softmax", [In((4, 37), 1000.0)], dict(axis=1)),
+        Case("softmax_channels_37", "softmax", [In((1, 37, 3, 3), 3.0)], dict(axis=1)),
+        Case("softmax_channels_16_batch2", "softmax", [In((2, 16, 2, 3), 3.0)], dict(axis=1)),
+        Case("softmax_rank3_last_67", "softmax", [In((2, 2, 67), 3.0)], dict(axis=2)),
+        # a strided axis, vectorised across its contiguous neighbours (NCHW channels): full vectors, partial ones
+        Case("softmax_columns_of_16", "softmax", [In((5, 16), 4.0)], dict(axis=0)),
+        Case("softmax_columns_of_8_rank3", "softmax", [In((2, 3, 8), 4.0)], dict(axis=1)),
+        Case("softmax_nchw_channels_21x8x8", "softmax", [In((1, 21, 8, 8), 3.0)], dict(axis=1)),
+        Case("softmax_nchw_channels_5x3x7_batch2", "softmax", [In((2, 5, 3, 7), 3.0)], dict(axis=1)),
+        Case("softmax_huge_logits_columns_37", "softmax", [In((2, 6, 37), 1000.0)], dict(axis=1)),
+    ]
     for size in (1, 2, 3, 4, 5):
         cases.append(Case(f"lrn_size{size}", "lrn", [(1, 6, 3, 3)], dict(size=size, alpha=1e-2, beta=0.75, bias=1.0)))
     cases += [
@@ -266,8 +342,27 @@ def pool_cases() -> list[Case]:
             pool(f"avg_count_pad_big_kernel{suffix}", "avg", (1, 2, 3, 3), (5, 5), (1, 1), (2, 2, 2, 2),
                  ceil_mode=ceil, count_include_pad=True),
         ]
+    # vector kernels (NHWC, across channels): a vector of each ISA, less, more, primes, several blocks of vectors,
+    # padding (both ways of counting it), strides, dilations, batches split across threads by rows
+    cases += [
+        pool("max_c16_k3s2_pad1", "max", (1, 16, 7, 7), (3, 3), (2, 2), (1, 1, 1, 1)),
+        pool("avg_c8_k2s2", "avg", (1, 8, 6, 6), (2, 2), (2, 2)),
+        pool("max_c4_k2s1", "max", (1, 4, 5, 5), (2, 2), (1, 1)),
+        pool("avg_c37_k3s2_pad1", "avg", (1, 37, 9, 9), (3, 3), (2, 2), (1, 1, 1, 1)),
+        pool("avg_c37_k3s2_pad1_count_pad_ceil", "avg", (1, 37, 8, 8), (3, 3), (2, 2), (1, 1, 1, 1), ceil_mode=True,
+             count_include_pad=True),
+        pool("max_c67_k3s1_pad1_batch2", "max", (2, 67, 5, 5), (3, 3), (1, 1), (1, 1, 1, 1)),
+        pool("avg_c131_asym_pads_count_pad", "avg", (1, 131, 7, 9), (3, 2), (2, 3), (1, 0, 0, 1),
+             count_include_pad=True),
+        pool("max_c19_dilation2_stride2_pad_ceil", "max", (1, 19, 10, 9), (3, 2), (2, 2), (1, 0, 1, 1),
+             dilations=(2, 3), ceil_mode=True),
+        pool("avg_c23_kernel_larger_than_input", "avg", (1, 23, 3, 3), (5, 5), (1, 1), (2, 2, 2, 2)),
+        pool("max_c64_whole_input", "max", (1, 64, 3, 4), (3, 4), (1, 1)),
+    ]
     for name, shape in [("1x1", (1, 1, 1, 1)), ("prime", (2, 3, 7, 13)), ("1xN", (1, 5, 1, 9)),
-                        ("rank3", (2, 3, 5)), ("rank5", (1, 2, 3, 2, 2)), ("big_plane", (1, 2, 32, 32))]:
+                        ("rank3", (2, 3, 5)), ("rank5", (1, 2, 3, 2, 2)), ("big_plane", (1, 2, 32, 32)),
+                        ("c4", (1, 4, 3, 3)), ("c8", (1, 8, 2, 2)), ("c16", (1, 16, 3, 1)), ("c37", (1, 37, 3, 5)),
+                        ("c67_batch2", (2, 67, 2, 3)), ("c131_1x1", (1, 131, 1, 1)), ("c256_7x7", (1, 256, 7, 7))]:
         cases.append(Case(f"global_avgpool_{name}", "global_avgpool", [shape]))
     reduces = [
         ((2, 3, 4, 5), (0,), False), ((2, 3, 4, 5), (1,), True), ((2, 3, 4, 5), (3,), False),

@@ -277,10 +277,16 @@ ACTIVATIONS = {
 
 def conv(cid: str, x: tuple[int, ...], m: int, k: int | tuple[int, int], *, strides=(1, 1), pads=(0, 0, 0, 0),
          dilations=(1, 1), group: int = 1, bias: bool = True, act: Activation = NO_ACTIVATION,
-         scale: float = 1.0) -> Case:
+         scale: float = 1.0, residual: bool = False) -> Case:
+    """With `residual`, a fused residual operand (the output's shape) is added before the activation."""
     kh, kw = (k, k) if isinstance(k, int) else k
     w = Const((m, x[1] // group, kh, kw))
-    return Case(cid, "conv2d", [In(x, scale), w, Const((m,)) if bias else ""],
+    inputs: list[Any] = [In(x, scale), w, Const((m,)) if bias else ""]
+    if residual:
+        oh = shapes.conv_output_size(x[2], kh, strides[0], pads[0], pads[2], dilations[0])
+        ow = shapes.conv_output_size(x[3], kw, strides[1], pads[1], pads[3], dilations[1])
+        inputs.append(In((x[0], m, oh, ow), scale))
+    return Case(cid, "conv2d", inputs,
                 dict(strides=strides, pads=pads, dilations=dilations, group=group, activation=act))
 
 

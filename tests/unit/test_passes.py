@@ -551,3 +551,65 @@ def test_every_pass_alone_preserves_numerics(step):
     g = small_net()
     result = check_pure(step, g)
     assert_same_outputs(g, result, random_inputs(g, scale=2.0))
+
+
+# -- fuse_residual_add ------------------------------------------------------------------------------
+
+def test_fuse_residual_add_then_its_relu():
+    """ResNet's block end: conv + shortcut, ReLU -> one conv with a residual operand and the ReLU."""
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 6, 6))
+    shortcut = b.conv(x, 8, 1, pads=(0, 0, 0, 0), name="shortcut", activation=Activation("relu"))
+    y = b.conv(x, 8, 3, name="conv")
+    s = b.binary("add", y, shortcut, name="add")
+    b.act(s, "relu", out="out")
+    g = b.output("out")
+    fused = passes.fuse_activations(check_pure(passes.fuse_residual_add, g))
+    assert kinds(fused) == ["conv2d", "conv2d"]
+    conv = fused.layers[1]
+    assert conv.name == "conv" and conv.inputs[3] == shortcut and conv.outputs == ["out"]
+    assert conv.activation.kind == "relu"
+    assert_same_outputs(g, fused, random_inputs(g))
+
+
+def test_fuse_residual_add_takes_the_later_conv_and_moves_it_after_the_residual():
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 5, 5))
+    first = b.conv(x, 6, 1, pads=(0, 0, 0, 0), name="first")
+    second = b.conv(x, 6, 3, name="second")
+    b.binary("add", first, second, out="out")
+    g = b.output("out")
+    fused = check_pure(passes.fuse_residual_add, g)
+    assert [layer.name for layer in fused.layers] == ["first", "second"]
+    assert fused.layers[1].inputs[3] == first
+    assert_same_outputs(g, fused, random_inputs(g))
+
+    # the conv is written before the layer computing the residual: it moves to the add's place
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 5, 5))
+    y = b.conv(x, 4, 3, name="conv")
+    r = b.act(x, "sigmoid", name="later")
+    b.binary("add", y, r, out="out")
+    g = b.output("out")
+    fused = check_pure(passes.fuse_residual_add, g)
+    assert [layer.name for layer in fused.layers] == ["later", "conv"]
+    assert_same_outputs(g, fused, random_inputs(g))
+
+
+def test_no_residual_fusion_for_broadcasts_constants_shared_or_activated_convs():
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 5, 5))
+    per_channel = b.input("per_channel", (1, 4, 1, 1))
+    y1 = b.conv(x, 4, 3, name="broadcast")
+    b.binary("add", y1, per_channel, out="o1")
+    y2 = b.conv(x, 4, 3, name="constant")
+    b.binary("add", y2, b.const("k", (1, 4, 5, 5)), out="o2")
+    y3 = b.conv(x, 4, 3, name="shared")
+    b.binary("add", y3, x, out="o3")
+    b.act(y3, "relu", out="o4")
+    y4 = b.conv(x, 4, 3, name="activated", activation=Activation("relu"))
+    b.binary("add", y4, x, out="o5")
+    y5 = b.conv(x, 4, 3, name="sub")
+    b.binary("sub", y5, x, out="o6")
+    g = b.output("o1", "o2", "o3", "o4", "o5", "o6")
+    assert check_pure(passes.fuse_residual_add, g).layers == g.layers

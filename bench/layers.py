@@ -1,0 +1,151 @@
+"""Per-layer times of neurogen and onnxruntime on one model, grouped by layer type.
+
+    python bench/layers.py resnet50 --threads 1 [--runs 30] [--cache DIR] [--out FILE.md]
+
+neurogen: the model tuned for the thread count (the profile cache in --cache is reused),
+compiled, and built as a program around bench/layers_main.c, whose step hook records when
+each step of the schedule ends: the median over the runs of each step's time. onnxruntime:
+its profiler's per-node kernel times (`enable_profiling`), median over the runs. Both sides'
+layers are named after the ONNX nodes they come from (fusions keep the name of the node that
+absorbed the others), and grouped by type: a convolution by kernel, stride and depthwise-ness,
+other layers by operator. The table tells which layer types hold a model back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+from codegen import build, compile_model, zoo  # noqa: E402
+from codegen.profile.cache import ProfileCache  # noqa: E402
+from codegen.progress import Progress  # noqa: E402
+
+
+def node_types(model: onnx.ModelProto) -> dict[str, str]:
+    """ONNX node name -> its layer type (convolutions by kernel, stride and grouping)."""
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    types = {}
+    for node in model.graph.node:
+        name = node.name or f"{node.op_type}_{node.output[0]}"
+        kind = node.op_type
+        if kind == "Conv":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            m, cg, kh, kw = weights[node.input[1]]
+            stride = attrs.get("strides", [1, 1])[0]
+            group = attrs.get("group", 1)
+            prefix = "dwconv" if group > 1 and cg == 1 else "conv"
+            kind = f"{prefix} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+        types[name] = kind
+    return types
+
+
+def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache: Path) -> list[tuple[str, float]]:
+    """(layer name, median µs) per step of the tuned model's schedule."""
+    project = compile_model(str(model_path), work / "project", name="layers", threads=threads,
+                            cache=ProfileCache(cache / f"profiles-t{threads}.sqlite"), progress=Progress())
+    record = json.loads((project / "tuning.json").read_text())
+    flags = ("-DNG_MODEL=layers", "-DNG_UPPER=LAYERS", '-DNG_HEADER="layers.h"', f"-DBENCH_RUNS={runs}",
+             "-DLAYERS_STEP_HOOK=bench_step_done")
+    program = build.build(project, kind="program", main=BENCH_DIR / "layers_main.c", extra_cflags=flags)
+    out = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
+    times = {int(s): float(t) for s, t in (line.split() for line in out.splitlines())}
+    return [(entry["layer"], times.get(i, 0.0)) for i, entry in enumerate(record["emitted"])]
+
+
+def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> dict[str, float]:
+    """Node name -> median kernel µs under onnxruntime's profiler."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(work / "ort")
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)
+             for i in session.get_inputs()}
+    for _ in range(runs + 1):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    samples: dict[str, list[float]] = defaultdict(list)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            samples[event["name"][: -len("_kernel_time")]].append(float(event["dur"]))
+    # the first run is a warm-up
+    return {name: statistics.median(values[1:] or values) for name, values in samples.items()}
+
+
+def layer_type(name: str, types: dict[str, str]) -> str:
+    if name.startswith("adapt:"):
+        return "layout adapt"
+    if name in types:
+        return types[name]
+    base = name.split("/")[0].split(":")[0]
+    return types.get(base, "other")
+
+
+def table(model: str, threads: int, ng: list[tuple[str, float]], ort_times: dict[str, float],
+          types: dict[str, str]) -> str:
+    groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
+    for name, us in ng:
+        row = groups[layer_type(name, types)]
+        row[0] += us
+        row[2] += 1
+    for name, us in ort_times.items():
+        row = groups[layer_type(name, types)]
+        row[1] += us
+        row[3] += 1
+    total_ng = sum(r[0] for r in groups.values())
+    total_ort = sum(r[1] for r in groups.values())
+    lines = [f"### {model}, {threads} thread(s): per layer type (sum of per-layer medians)", "",
+             "| layer type | neurogen layers | neurogen ms | onnxruntime nodes | onnxruntime ms | neurogen / ort |",
+             "|---|---|---|---|---|---|"]
+    for kind, (a, b, na, nb) in sorted(groups.items(), key=lambda kv: -max(kv[1][0], kv[1][1])):
+        ratio = f"{a / b:.2f}" if b else "-"
+        lines.append(f"| {kind} | {na} | {a / 1e3:.3f} | {nb} | {b / 1e3:.3f} | {ratio} |")
+    lines.append(f"| **total** | {len(ng)} | {total_ng / 1e3:.3f} | {len(ort_times)} | {total_ort / 1e3:.3f} | "
+                 f"{total_ng / total_ort:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=zoo.MODELS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per engine (after one untimed run)")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "neurogen-bench-layers",
+                        help="profile cache folder, reused between runs (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model = zoo.build(args.model, resolution=args.resolution)
+    with tempfile.TemporaryDirectory(prefix="neurogen-layers-") as tmp:
+        work = Path(tmp)
+        path = work / f"{args.model}.onnx"
+        onnx.save(model, str(path))
+        ng = neurogen_steps(path, work, args.threads, args.runs, args.cache)
+        ort_times = onnxruntime_nodes(path, work, args.threads, args.runs)
+    text = table(args.model, args.threads, ng, ort_times, node_types(model))
+    print(text)
+    if args.out:
+        tmp_out = args.out.with_suffix(".tmp")
+        tmp_out.write_text(text)
+        tmp_out.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
