@@ -45,8 +45,7 @@ def node_types(model: onnx.ModelProto) -> dict[str, str]:
             m, cg, kh, kw = weights[node.input[1]]
             stride = attrs.get("strides", [1, 1])[0]
             group = attrs.get("group", 1)
-            prefix = "dwconv" if group > 1 and cg == 1 else "conv"
-            kind = f"{prefix} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+            kind = conv_type([1, cg * group, stride, 0], [m, cg, kh, kw], [1, m, 1, 0])
         types[name] = kind
     return types
 
@@ -64,8 +63,29 @@ def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache:
     return [(entry["layer"], times.get(i, 0.0)) for i, entry in enumerate(record["emitted"])]
 
 
-def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> dict[str, float]:
-    """Node name -> median kernel µs under onnxruntime's profiler."""
+def conv_type(x: list[int], w: list[int], y: list[int]) -> str:
+    """A convolution's layer type from its input, weight and output shapes (NCHW)."""
+    m, cg, kh, kw = w
+    stride = max(1, round(x[2] / y[2])) if y[2] else 1
+    prefix = "dwconv" if cg == 1 and x[1] > 1 and m % x[1] == 0 else "conv"
+    return f"{prefix} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+
+
+def onnxruntime_type(event: dict) -> str:
+    """The layer type of one profiled onnxruntime node: its optimised graph renames and re-lays nodes
+    (NCHWc convolutions, reorders), so the type comes from the operator and its shapes."""
+    op = event["args"].get("op_name", "?")
+    shapes = [next(iter(t.values())) for t in event["args"].get("input_type_shape", [])]
+    outputs = [next(iter(t.values())) for t in event["args"].get("output_type_shape", [])]
+    if op in ("Conv", "FusedConv") and len(shapes) >= 2 and outputs and len(shapes[1]) == 4:
+        return conv_type(shapes[0], shapes[1], outputs[0])
+    if op in ("ReorderInput", "ReorderOutput"):
+        return "layout adapt"
+    return op
+
+
+def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> dict[str, tuple[str, float]]:
+    """Node name -> (layer type, median kernel µs) under onnxruntime's profiler."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -80,11 +100,14 @@ def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> 
         session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())
     samples: dict[str, list[float]] = defaultdict(list)
+    types: dict[str, str] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            samples[event["name"][: -len("_kernel_time")]].append(float(event["dur"]))
+            name = event["name"][: -len("_kernel_time")]
+            samples[name].append(float(event["dur"]))
+            types[name] = onnxruntime_type(event)
     # the first run is a warm-up
-    return {name: statistics.median(values[1:] or values) for name, values in samples.items()}
+    return {name: (types[name], statistics.median(values[1:] or values)) for name, values in samples.items()}
 
 
 def layer_type(name: str, types: dict[str, str]) -> str:
@@ -96,15 +119,15 @@ def layer_type(name: str, types: dict[str, str]) -> str:
     return types.get(base, "other")
 
 
-def table(model: str, threads: int, ng: list[tuple[str, float]], ort_times: dict[str, float],
+def table(model: str, threads: int, ng: list[tuple[str, float]], ort_times: dict[str, tuple[str, float]],
           types: dict[str, str]) -> str:
     groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     for name, us in ng:
         row = groups[layer_type(name, types)]
         row[0] += us
         row[2] += 1
-    for name, us in ort_times.items():
-        row = groups[layer_type(name, types)]
+    for kind, us in ort_times.values():
+        row = groups[kind]
         row[1] += us
         row[3] += 1
     total_ng = sum(r[0] for r in groups.values())
