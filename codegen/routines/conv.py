@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -55,11 +56,17 @@ def _is_pointwise(layer: Layer, graph: Graph) -> bool:
     return (kh, kw) == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"])
 
 
-def im2col_scratch(layer: Layer, graph: Graph, params: Params) -> int:
+def patch_bytes(layer: Layer, graph: Graph, rows: int) -> int:
+    """Bytes of `rows` rows of the layer's patch matrix (none for a plain 1x1, which reads its input)."""
     if _is_pointwise(layer, graph):
         return 0
-    ctx = conv2d_context(layer, graph, params)
-    return 4 * ctx["C"] * ctx["KH"] * ctx["KW"] * ctx["OH"] * ctx["OW"]
+    _, c, kh, kw = graph.shape(layer.inputs[1])
+    return 4 * c * layer.attrs["group"] * kh * kw * rows
+
+
+def im2col_scratch(layer: Layer, graph: Graph, params: Params) -> int:
+    """The whole patch matrix: one row per output pixel."""
+    return patch_bytes(layer, graph, math.prod(graph.shape(layer.outputs[0])[2:]))
 
 
 def _ungrouped(layer: Layer, graph: Graph) -> bool:
@@ -125,10 +132,7 @@ def _pack_panels(nr: int) -> PackFn:
 def _patch_block_scratch(mr: int) -> ScratchFn:
     """Per part: the patches of one block of MR * row_tiles output pixels (none for a plain 1x1)."""
     def scratch(layer: Layer, graph: Graph, params: Params) -> int:
-        if _is_pointwise(layer, graph):
-            return 0
-        ctx = conv2d_context(layer, graph, params)
-        return 4 * ctx["C"] * ctx["KH"] * ctx["KW"] * params["row_tiles"] * mr
+        return patch_bytes(layer, graph, params["row_tiles"] * mr)
     return scratch
 
 
