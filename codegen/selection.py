@@ -68,11 +68,13 @@ def activation_inputs(layer: Layer, graph: Graph) -> list[str]:
 
 
 def selections_for(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"scalar"}),
-                   devices: frozenset[str] = frozenset({"cpu"}), code_size: str = "fast") -> list[Selection]:
+                   devices: frozenset[str] = frozenset({"cpu"}), code_size: str = "fast",
+                   superseded: bool = False) -> list[Selection]:
     """Every (routine, layout, parameters) that can implement `layer` on such a target (with `code_size`
-    "small", routines that can take their shapes as arguments only do)."""
+    "small", routines that can take their shapes as arguments only do; with `superseded`, also routines
+    another one outdoes there, which tuning skips)."""
     result = []
-    for routine in candidates(layer, graph, isa, devices):
+    for routine in candidates(layer, graph, isa, devices, superseded):
         for layout in routine.layouts:
             for params in routine.parameter_space():
                 if fits_code_size(routine, params, code_size):

@@ -85,7 +85,7 @@ def _accepts(layer: Layer, graph: Graph) -> bool:
 
 for _vector, _tiles in OW_TILES.items():
     register(Routine(
-        kind="conv2d", algorithm="direct", layouts=(BLOCKED[_vector.width],), **_vector.routine_fields,
+        kind="conv2d", algorithm="direct", layouts=(BLOCKED[_vector.width],), **_vector.compute_fields,
         template="conv2d/direct-nchwc-simd.c.j2", params={"ow_tile": _tiles}, accepts=_accepts,
         context=_context(_vector), pack=_pack(_vector.width), roles=("x", "w", "b"), parallel=True,
     ))

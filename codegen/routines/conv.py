@@ -167,7 +167,7 @@ GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24)), NE
 for _vector, _tiles in GEMM_TILES.items():
     for _mr, _nr in _tiles:
         register(Routine(
-            kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.routine_fields,
+            kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.compute_fields,
             template="conv2d/gemm-nhwc-simd.c.j2",
             params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
             scratch=_patch_block_scratch(_mr), scratch_per_part=True, pack=_pack_panels(_nr),

@@ -76,6 +76,9 @@ class Routine:
     # arguments instead of constants. Declaring any adds the parameter `shapes` ("const", "args"):
     # see codegen.routines.specialize.
     shape_args: tuple[str, ...] = ()
+    # Target features under which another routine does the same work strictly faster (a 256-bit GEMM on a
+    # core with 512-bit FMAs): tuning does not measure it there; the routine tests still run it.
+    superseded_by: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.shape_args and SHAPES not in self.params:
@@ -191,11 +194,13 @@ def by_name(name: str) -> Routine:
 
 
 def candidates(layer: Layer, graph: Graph, isa: frozenset[str] = frozenset({"scalar"}),
-               devices: frozenset[str] = frozenset({"cpu"})) -> list[Routine]:
-    """Routines that can implement `layer` on a target with these ISA features and devices."""
+               devices: frozenset[str] = frozenset({"cpu"}), superseded: bool = False) -> list[Routine]:
+    """Routines that can implement `layer` on a target with these ISA features and devices (with
+    `superseded`, also those another routine outdoes there)."""
     dtypes = {graph.tensor(n).dtype for n in [*layer.present_inputs(), *layer.outputs] if not graph.is_constant(n)}
     return [r for r in REGISTRY
             if r.kind == layer.kind and (r.requires or {r.isa}) <= isa and r.device in devices
+            and (superseded or not r.superseded_by or not r.superseded_by <= isa)
             and dtypes <= {r.dtype} and (r.fuses_residual or not has_residual(layer)) and r.accepts(layer, graph)]
 
 

@@ -42,9 +42,17 @@ class Vector:
     # empty where the ISA has none, and templates go through a stack copy instead.
     load_part: str
     store_part: str
+    # Features of a wider ISA on the same cores: compute-bound kernels (GEMM, Winograd, direct convolution)
+    # then run at most half as fast as their wider twins, so tuning skips them (Routine.superseded_by).
+    outdone_by: frozenset[str] = frozenset()
 
     def __call__(self, op: str, **args: str) -> str:
         return getattr(self, op).format(**args)
+
+    @property
+    def compute_fields(self) -> dict[str, object]:
+        """routine_fields for compute-bound kernels, which a wider ISA on the target supersedes."""
+        return {**self.routine_fields, "superseded_by": self.outdone_by}
 
     @property
     def routine_fields(self) -> dict[str, object]:
@@ -66,6 +74,7 @@ AVX512 = Vector(
 )
 AVX2 = Vector(
     isa="avx2", requires=frozenset({"avx2", "fma"}), header="immintrin.h", type="__m256", width=8,
+    outdone_by=frozenset({"avx512f"}),
     load="_mm256_loadu_ps({p})", store="_mm256_storeu_ps({p}, {v})", set1="_mm256_set1_ps({x})",
     zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
     sub="_mm256_sub_ps({a}, {b})",

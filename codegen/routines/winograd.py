@@ -123,7 +123,7 @@ for _tf in TRANSFORMS:
         for _mr, _nr in _tiles_of:
             register(Routine(
                 kind="conv2d", algorithm=f"winograd{_tf.m}x{_tf.m}-gemm{_mr}x{_nr}", layouts=(Layout.NHWC,),
-                **_vector.routine_fields, template="conv2d/winograd-nhwc-simd.c.j2",
+                **_vector.compute_fields, template="conv2d/winograd-nhwc-simd.c.j2",
                 params={"block_kib": (0, 1024)}, accepts=applies, context=_context(_tf, _vector, _mr, _nr),
                 scratch=_scratch(_tf, _mr), pack=_pack(_tf, _nr), roles=("x", "w", "b"), parallel=True,
                 scratch_per_part=True, tolerance=TOLERANCE[_tf.m],

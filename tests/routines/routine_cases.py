@@ -56,6 +56,9 @@ def conv_cases() -> list[Case]:
         conv("wide_channels_19_to_37", (1, 19, 9, 11), 37, 3, pads=(1, 1, 1, 1)),
         # more tiles than one Winograd block holds (and a last, partial block)
         conv("many_tiles_42x38", (1, 20, 42, 38), 21, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"], scale=2.0),
+        # too few tiles to share by blocks: the threads split Winograd's weight panels and output channels instead
+        # (several panels, the last one partial, a channel tail)
+        conv("few_tiles_wide_100", (1, 24, 6, 5), 100, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["relu"]),
         # blocked layouts (NCHW16c ...): full register tiles and edge chunks along a wide row with stride, dilation
         # and asymmetric pads; partial channel blocks in and out; an activation that does not keep zero at zero
         conv("blocked_wide_stride2_dilation2", (2, 17, 9, 40), 18, 3, strides=(2, 2), dilations=(2, 2),

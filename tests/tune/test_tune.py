@@ -11,6 +11,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -18,9 +19,10 @@ import codegen
 from codegen import zoo
 from codegen.compiler import import_model, tune_model
 from codegen.errors import TargetError
-from codegen.ir import Layout
+from codegen.ir import DType, Graph, Layer, Layout, Tensor
 from codegen.profile.cache import ProfileCache
 from codegen.profile.harness import Settings, adapt_item
+from codegen.selection import selections_for
 from codegen.targets import load as load_target
 from codegen.tune import RecordError, candidates, settings_for, tune, weights_bytes
 
@@ -92,6 +94,33 @@ def test_candidates_mix_layouts_and_cover_adapts(tiny_model_path):
     shape = graph.shape(convs[0].outputs[0])
     assert (shape, Layout.NCHW, Layout.NHWC) in found.adapts
     assert found.adapts[(shape, Layout.NCHW, Layout.NHWC)].key == adapt_item(shape, Layout.NCHW, Layout.NHWC).key
+
+
+def test_tuning_skips_avx2_convolutions_where_avx512_runs_them(tiny_model_path):
+    """A 256-bit GEMM on a core with 512-bit FMAs is never the fastest: it is not measured there, but it is
+    on an AVX2-only core, and the routine tests (superseded=True) still get it everywhere."""
+    graph = import_model(tiny_model_path)
+    conv = next(layer for layer in graph.layers if layer.kind == "conv2d")
+    avx2 = frozenset({"scalar", "avx", "avx2", "fma"})
+    avx512 = avx2 | {"avx512f"}
+
+    def isas(isa: frozenset[str], superseded: bool = False) -> set[str]:
+        return {s.routine.isa for s in selections_for(conv, graph, isa, superseded=superseded)}
+
+    assert isas(avx2) == {"scalar", "avx2"}
+    assert isas(avx512) == {"scalar", "avx512f"}
+    assert isas(avx512, superseded=True) == {"scalar", "avx2", "avx512f"}
+    dense = [s.routine.isa for s in selections_for(Layer("fc", "dense", ["x", "w"], ["y"], {}),
+                                                    _dense_graph(), avx512)]
+    assert "avx2" in dense, "memory-bound routines keep their AVX2 instances (they can win there)"
+
+
+def _dense_graph() -> Graph:
+    g = Graph("fc", {}, ["x"], ["y"], [])
+    g.tensors["x"] = Tensor("x", (1, 40), DType.F32)
+    g.tensors["w"] = Tensor("w", (24, 40), DType.F32, np.ones((24, 40), np.float32))
+    g.tensors["y"] = Tensor("y", (1, 24), DType.F32)
+    return g
 
 
 def test_record_round_trip_on_the_command_line(small_path, tmp_path):

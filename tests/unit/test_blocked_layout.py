@@ -145,7 +145,7 @@ def chain(c: int = 20, m: int = 21, hw: int = 9) -> Graph:
 
 def blocked_selection(graph: Graph, layer: str, layout: Layout, isa=frozenset({"scalar", "avx2", "fma", "avx512f",
                                                                                  "neon"})) -> Selection:
-    found = [s for s in selections_for(next(x for x in graph.layers if x.name == layer), graph, isa)
+    found = [s for s in selections_for(next(x for x in graph.layers if x.name == layer), graph, isa, superseded=True)
              if s.layout is layout]
     assert found, layout
     return found[0]
@@ -183,7 +183,7 @@ def test_weights_are_packed_in_blocks_of_input_and_output_channels(block):
     g = chain(c=5, m=block + 3)
     layer = g.layers[0]
     routine = next(r for r in (s.routine for s in selections_for(layer, g, frozenset(
-        {"scalar", "avx2", "fma", "avx512f", "neon"}))) if r.layouts == (BLOCKED[block],))
+        {"scalar", "avx2", "fma", "avx512f", "neon"}), superseded=True)) if r.layouts == (BLOCKED[block],))
     _, w, bias = routine.pack(layer, g, {"ow_tile": 4})
     original = g.tensor(layer.inputs[1]).data
     m, c, kh, kw = original.shape
