@@ -7,12 +7,15 @@ the module of its layer family.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
+import jinja2.meta
 import numpy as np
 
 from ..errors import RoutineError
@@ -112,7 +115,28 @@ class Routine:
         return (TEMPLATES / self.template).read_text()
 
     def template_hash(self) -> str:
-        return hashlib.sha256(self.template_source().encode()).hexdigest()[:16]
+        """The hash of its template and of every template that one imports or includes (the profile cache's
+        key: a change to a shared macro must measure again)."""
+        digest = hashlib.sha256()
+        for name in template_closure(self.template):
+            digest.update(name.encode() + b"\0" + (TEMPLATES / name).read_bytes() + b"\0")
+        return digest.hexdigest()[:16]
+
+
+@functools.cache
+def template_closure(name: str) -> tuple[str, ...]:
+    """`name` and the templates it imports or includes, transitively, sorted."""
+    env = jinja2.Environment(extensions=["jinja2.ext.do"])  # the tags emit.environment() allows
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        ast = env.parse((TEMPLATES / current).read_text())
+        todo += [ref for ref in jinja2.meta.find_referenced_templates(ast) if ref is not None]
+    return tuple(sorted(seen))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from codegen.errors import TargetError
 from codegen.ir import DType, Graph, Layer, Layout, Tensor
 from codegen.profile.cache import ProfileCache
 from codegen.profile.harness import Settings, adapt_item
+from codegen.routines import REGISTRY
+from codegen.routines.registry import template_closure
 from codegen.selection import selections_for
 from codegen.targets import load as load_target
 from codegen.tune import RecordError, candidates, settings_for, tune, weights_bytes
@@ -113,6 +115,15 @@ def test_tuning_skips_avx2_convolutions_where_avx512_runs_them(tiny_model_path):
     dense = [s.routine.isa for s in selections_for(Layer("fc", "dense", ["x", "w"], ["y"], {}),
                                                     _dense_graph(), avx512)]
     assert "avx2" in dense, "memory-bound routines keep their AVX2 instances (they can win there)"
+
+
+def test_profile_cache_key_covers_the_templates_a_routine_imports():
+    """Editing a shared macro (the patch gather, the GEMM tile) must measure the routines using it again."""
+    gemm = next(r for r in REGISTRY if r.kind == "conv2d" and r.algorithm.startswith("gemm") and r.isa == "avx2")
+    assert {"conv2d/gemm-nhwc-simd.c.j2", "conv2d/nhwc-patches.j2", "conv2d/gemm-tile.j2",
+            "common.j2"} <= set(template_closure(gemm.template))
+    dense = next(r for r in REGISTRY if r.kind == "dense" and r.algorithm == "ref")
+    assert gemm.template_hash() != dense.template_hash()
 
 
 def _dense_graph() -> Graph:
