@@ -33,19 +33,19 @@ from codegen.profile.cache import ProfileCache  # noqa: E402
 from codegen.progress import Progress  # noqa: E402
 
 
-def node_types(model: onnx.ModelProto) -> dict[str, str]:
-    """ONNX node name -> its layer type (convolutions by kernel, stride and grouping)."""
+def node_types(model: onnx.ModelProto, by_shape: bool = False) -> dict[str, str]:
+    """ONNX node name -> its layer type (convolutions by kernel, stride and grouping; with `by_shape`, also
+    by channels and output size)."""
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     types = {}
     for node in model.graph.node:
         name = node.name or f"{node.op_type}_{node.output[0]}"
         kind = node.op_type
         if kind == "Conv":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            m, cg, kh, kw = weights[node.input[1]]
-            stride = attrs.get("strides", [1, 1])[0]
-            group = attrs.get("group", 1)
-            kind = conv_type([1, cg * group, stride, 0], [m, cg, kh, kw], [1, m, 1, 0])
+            kind = conv_type(dims[node.input[0]], list(weights[node.input[1]]), dims[node.output[0]], by_shape)
         types[name] = kind
     return types
 
@@ -63,28 +63,33 @@ def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache:
     return [(entry["layer"], times.get(i, 0.0)) for i, entry in enumerate(record["emitted"])]
 
 
-def conv_type(x: list[int], w: list[int], y: list[int]) -> str:
-    """A convolution's layer type from its input, weight and output shapes (NCHW)."""
+def conv_type(x: list[int], w: list[int], y: list[int], by_shape: bool = False) -> str:
+    """A convolution's layer type from its input, weight and output shapes (NCHW); with `by_shape`, with its
+    channels and output size."""
     m, cg, kh, kw = w
     stride = max(1, round(x[2] / y[2])) if y[2] else 1
     prefix = "dwconv" if cg == 1 and x[1] > 1 and m % x[1] == 0 else "conv"
-    return f"{prefix} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+    kind = f"{prefix} {kh}x{kw}" + (f" s{stride}" if stride > 1 else "")
+    return f"{kind} {x[1]}->{m} out {y[2]}x{y[3]}" if by_shape else kind
 
 
-def onnxruntime_type(event: dict) -> str:
+def onnxruntime_type(event: dict, by_shape: bool = False) -> str:
     """The layer type of one profiled onnxruntime node: its optimised graph renames and re-lays nodes
     (NCHWc convolutions, reorders), so the type comes from the operator and its shapes."""
     op = event["args"].get("op_name", "?")
     shapes = [next(iter(t.values())) for t in event["args"].get("input_type_shape", [])]
     outputs = [next(iter(t.values())) for t in event["args"].get("output_type_shape", [])]
     if op in ("Conv", "FusedConv") and len(shapes) >= 2 and outputs and len(shapes[1]) == 4:
-        return conv_type(shapes[0], shapes[1], outputs[0])
+        # NCHWc convolutions see their input channels padded to the block; the weights hold the real count
+        x = [shapes[0][0], shapes[1][1] if shapes[1][1] > 1 else shapes[0][1], *shapes[0][2:]]
+        return conv_type(x, shapes[1], outputs[0], by_shape)
     if op in ("ReorderInput", "ReorderOutput"):
         return "layout adapt"
     return op
 
 
-def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> dict[str, tuple[str, float]]:
+def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int,
+                      by_shape: bool = False) -> dict[str, tuple[str, float]]:
     """Node name -> (layer type, median kernel µs) under onnxruntime's profiler."""
     import onnxruntime as ort
 
@@ -105,7 +110,7 @@ def onnxruntime_nodes(model_path: Path, work: Path, threads: int, runs: int) -> 
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             name = event["name"][: -len("_kernel_time")]
             samples[name].append(float(event["dur"]))
-            types[name] = onnxruntime_type(event)
+            types[name] = onnxruntime_type(event, by_shape)
     # the first run is a warm-up
     return {name: (types[name], statistics.median(values[1:] or values)) for name, values in samples.items()}
 
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "neurogen-bench-layers",
                         help="profile cache folder, reused between runs (default: %(default)s)")
+    parser.add_argument("--by-shape", action="store_true",
+                        help="group convolutions by channels and output size too, not only by kernel and stride")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -160,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         path = work / f"{args.model}.onnx"
         onnx.save(model, str(path))
         ng = neurogen_steps(path, work, args.threads, args.runs, args.cache)
-        ort_times = onnxruntime_nodes(path, work, args.threads, args.runs)
-    text = table(args.model, args.threads, ng, ort_times, node_types(model))
+        ort_times = onnxruntime_nodes(path, work, args.threads, args.runs, args.by_shape)
+    text = table(args.model, args.threads, ng, ort_times, node_types(model, args.by_shape))
     print(text)
     if args.out:
         tmp_out = args.out.with_suffix(".tmp")

@@ -122,10 +122,13 @@ def k_block(k: int, nr: int) -> int:
 
 
 def _pack_panels(nr: int) -> PackFn:
-    """[M][C][KH][KW] -> panels [M/NR][KH*KW*C][NR] (M zero-padded to a multiple of NR); bias padded alike."""
+    """[M][C][KH][KW] -> panels [M/NR][KH*KW*C][NR] (M zero-padded to a multiple of NR; block-major when the
+    sum is K-blocked, see packing.panels); bias padded alike."""
     def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
         w = graph.tensor(layer.inputs[1]).data
-        return [None, panels(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), nr), padded_bias(layer, graph, nr)]
+        k = w[0].size
+        return [None, panels(w.transpose(2, 3, 1, 0).reshape(k, w.shape[0]), nr, k_block(k, nr)),
+                padded_bias(layer, graph, nr)]
     return pack
 
 

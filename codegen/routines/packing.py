@@ -7,14 +7,20 @@ import numpy as np
 from ..ir import Graph, Layer
 
 
-def panels(matrix: np.ndarray, nr: int) -> np.ndarray:
-    """[..., K, M] -> [..., M/NR, K, NR]: NR-wide column panels, M zero-padded to a multiple of NR."""
+def panels(matrix: np.ndarray, nr: int, kc: int | None = None) -> np.ndarray:
+    """[..., K, M] -> [..., M/NR, K, NR]: NR-wide column panels, M zero-padded to a multiple of NR.
+    With `kc` < K (a K-blocked GEMM), block-major instead, flat: for each block of kc k steps (the last one
+    maybe shorter), every panel's [kc][NR] slice in turn, so the GEMM reads its weights front to back (one
+    stream the hardware prefetcher follows, not one per panel)."""
     *lead, k, m = matrix.shape
     padded = -(-m // nr) * nr
     full = np.zeros((*lead, k, padded), np.float32)
     full[..., :m] = matrix
-    split = full.reshape(*lead, k, padded // nr, nr)
-    return np.ascontiguousarray(np.moveaxis(split, -2, -3))
+    split = np.moveaxis(full.reshape(*lead, k, padded // nr, nr), -2, -3)
+    if kc is None or kc >= k:
+        return np.ascontiguousarray(split)
+    blocks = [split[..., k0:k0 + kc, :].reshape(*lead, -1) for k0 in range(0, k, kc)]
+    return np.ascontiguousarray(np.concatenate(blocks, axis=-1))
 
 
 def padded_bias(layer: Layer, graph: Graph, multiple: int) -> np.ndarray | None:
