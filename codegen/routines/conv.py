@@ -106,10 +106,15 @@ def _gemm_context(vector: Vector, mr: int, nr: int) -> ContextFn:
     def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
         ctx = im2col_context(layer, graph, params)
         ctx.update(_vector_context(vector, layer, graph), MR=mr, NR=nr, NV=nr // vector.width,
-                   ROWS=mr * params["row_tiles"], KC=k_block(ctx["K"], nr))
+                   ROWS=mr * params["row_tiles"], KC=k_block(ctx["K"], nr), PREFETCH=PREFETCH_STEPS)
         return ctx
     return context
 
+
+# How many k steps ahead the GEMM micro-kernel prefetches its weights: about 400 cycles of FMAs at 6x64,
+# a memory latency. Measured on ResNet50's 14x14 and 7x7 1x1 layers with weights flushed to memory:
+# 9-16% faster; no change where the weights are cached.
+PREFETCH_STEPS = 32
 
 # Bytes of one weight panel's K block that should stay in L1 while a block of rows passes over it.
 PANEL_BLOCK_BYTES = 32 * 1024

@@ -42,6 +42,8 @@ class Vector:
     # empty where the ISA has none, and templates go through a stack copy instead.
     load_part: str
     store_part: str
+    # {p}: a hint to fetch the cache line at address {p} (a const char *), which may lie past any array.
+    prefetch: str
     # Features of a wider ISA on the same cores: compute-bound kernels (GEMM, Winograd, direct convolution)
     # then run at most half as fast as their wider twins, so tuning skips them (Routine.superseded_by).
     outdone_by: frozenset[str] = frozenset()
@@ -51,8 +53,9 @@ class Vector:
 
     @property
     def compute_fields(self) -> dict[str, object]:
-        """routine_fields for compute-bound kernels, which a wider ISA on the target supersedes."""
-        return {**self.routine_fields, "superseded_by": self.outdone_by}
+        """routine_fields for compute-bound kernels, which a wider ISA on the target supersedes (with
+        <stdint.h>, for prefetch addresses computed as integers)."""
+        return {**self.routine_fields, "superseded_by": self.outdone_by, "headers": (self.header, "stdint.h")}
 
     @property
     def routine_fields(self) -> dict[str, object]:
@@ -62,6 +65,7 @@ class Vector:
 
 AVX512 = Vector(
     isa="avx512f", requires=frozenset({"avx512f"}), header="immintrin.h", type="__m512", width=16,
+    prefetch="_mm_prefetch({p}, _MM_HINT_T0)",
     load="_mm512_loadu_ps({p})", store="_mm512_storeu_ps({p}, {v})", set1="_mm512_set1_ps({x})",
     zero="_mm512_setzero_ps()", fma="_mm512_fmadd_ps({a}, {b}, {c})", add="_mm512_add_ps({a}, {b})",
     sub="_mm512_sub_ps({a}, {b})",
@@ -74,7 +78,7 @@ AVX512 = Vector(
 )
 AVX2 = Vector(
     isa="avx2", requires=frozenset({"avx2", "fma"}), header="immintrin.h", type="__m256", width=8,
-    outdone_by=frozenset({"avx512f"}),
+    outdone_by=frozenset({"avx512f"}), prefetch="_mm_prefetch({p}, _MM_HINT_T0)",
     load="_mm256_loadu_ps({p})", store="_mm256_storeu_ps({p}, {v})", set1="_mm256_set1_ps({x})",
     zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
     sub="_mm256_sub_ps({a}, {b})",
@@ -89,6 +93,7 @@ AVX2 = Vector(
 )
 NEON = Vector(
     isa="neon", requires=frozenset({"neon"}), header="arm_neon.h", type="float32x4_t", width=4,
+    prefetch="__builtin_prefetch({p})",  # GCC and clang, the compilers of every NEON target
     load="vld1q_f32({p})", store="vst1q_f32({p}, {v})", set1="vdupq_n_f32({x})",
     zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})", sub="vsubq_f32({a}, {b})",
     mul="vmulq_f32({a}, {b})", max="vmaxq_f32({a}, {b})", min="vminq_f32({a}, {b})",
