@@ -47,7 +47,8 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def _flags(target: Target, werror: bool, sanitize: bool, extra: tuple[str, ...]) -> list[str]:
-    flags = [*WARNINGS, *target.cflags, "-fPIC"]
+    # Hidden by default, as the project's CMake and Makefile build it: a library exports only its API.
+    flags = [*WARNINGS, *target.cflags, "-fPIC", "-fvisibility=hidden"]
     if werror:
         flags.append("-Werror")
     if sanitize:
@@ -84,7 +85,9 @@ def build(project: str | os.PathLike, *, kind: str = "shared", target: str | Tar
     product = out_dir / (f"lib{name}.so" if kind == "shared" else f"{name}_run")
     if product.exists():
         return product
-    include = ["-I", str(project / "include"), f"-Wa,-I{project / 'src'}"]
+    # Relative to the project, where the compiler runs: -Wa, splits its argument at commas, so a path with
+    # one would reach the assembler in pieces.
+    include = ["-I", "include", "-Wa,-Isrc"]
     link_flags = [*tgt.ldflags, *(SANITIZE[:1] if sanitize else ())]
     if kind == "shared":
         compile_and_link(cc, flags, include, _sources(project, name), out_dir / "obj", product,

@@ -12,15 +12,16 @@ from typing import Any
 import onnx
 
 from . import passes, record
-from .emit import c_identifier, lower, render, write_project
+from .emit import check_output_folder, lower, render, write_project
 from .errors import ModelError, NeurogenError
+from .escape import c_identifier, reserved_name
 from .frontends import onnx as onnx_frontend
 from .ir import Graph
 from .profile.cache import ProfileCache
 from .profile.harness import Settings
 from .progress import SILENT, Progress
 from .selection import Selection, check_code_size, materialize, reference_selection
-from .targets import Target
+from .targets import Target, isa_need
 from .targets import load as load_target
 from .tune import RecordError, check_record, record_code_size, selections_from_record, tune
 
@@ -82,6 +83,7 @@ def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin"
     """
     check_threads(threads)
     check_code_size(code_size)
+    check_name(name)
     graph = passes.own_outputs(graph)
     chosen = dict(selections or {})
     for layer in graph.layers:
@@ -93,6 +95,10 @@ def generate(graph: Graph, target: Target, *, name: str, weights: str = "incbin"
     rec.update(threads=threads, io=program.io, arena_bytes=program.arena.size, weights_bytes=len(program.weights),
                emitted=[{"layer": i.layer.name, "routine": i.routine.name,
                          **({"in_place": True} if i.layer.name in in_place else {})} for i in instances])
+    need = isa_need(set().union(*(i.routine.requires or {i.routine.isa} for i in instances)))
+    # What a build of this project must enable (the generated code stops with an #error without it).
+    rec["isa_need"] = None if need is None else {"features": list(need.features), "level": need.level,
+                                                 "flags": need.flags}
     return render(program, record.dumps(rec), weights, target.cflags)
 
 
@@ -104,16 +110,37 @@ def reference_record(graph: Graph, target: Target, chosen: Mapping[str, Selectio
 
 
 def default_name(model: ModelSource) -> str:
-    if isinstance(model, onnx.ModelProto):
-        return c_identifier(model.graph.name or "model")
-    return c_identifier(Path(model).stem)
+    """The project name from the model's file name (or graph name), made a C identifier that collides
+    with nothing (`math.onnx` gives `math_model`, not a header that hides <math.h>)."""
+    stem = (model.graph.name or "model") if isinstance(model, onnx.ModelProto) else Path(model).stem
+    ident = c_identifier(stem)
+    return f"{ident}_model" if reserved_name(ident) else ident
+
+
+def project_name(name: str | None, model: ModelSource) -> str:
+    """The C prefix of the project's API: `name` (from --name) made an identifier, else the default."""
+    if not name:
+        return default_name(model)
+    ident = c_identifier(name)
+    reason = reserved_name(ident)
+    if reason:
+        raise NeurogenError(f"--name {name!r}: {reason}; choose another name")
+    return ident
+
+
+def check_name(name: str) -> str:
+    """`name` as `generate` takes it: already a C identifier from `project_name`, not a reserved one."""
+    if c_identifier(name) != name or reserved_name(name):
+        raise NeurogenError(f"project name {name!r}: not usable as a C prefix "
+                            f"({reserved_name(name) or 'use letters, digits and single underscores'})")
+    return name
 
 
 def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str | None = None,
                   target: str | Target = "host", input_shapes: dict[str, tuple[int, ...]] | None = None,
                   weights: str = "incbin", record: str | os.PathLike | dict[str, Any] | None = None,
                   reference: bool = False, reprofile: bool = False, cache: ProfileCache | None = None,
-                  threads: int | None = None, code_size: str | None = None,
+                  threads: int | None = None, code_size: str | None = None, force: bool = False,
                   progress: Progress = SILENT) -> Path:
     """Compile a model into a standalone C project in `out_dir`; returns the folder.
 
@@ -124,9 +151,12 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
     `code_size`: "fast" (routines specialised to each layer's shapes unless taking them as
     arguments measures faster) or "small" (shapes as arguments wherever a routine can, so layers
     of one kind share code); default: the record's, else "fast". A record is used as tuned.
+    An existing `out_dir` is replaced only if neurogen wrote it, and only the files neurogen wrote
+    (`force`: also those edited since); see `emit.write_project`.
     """
     tgt = target if isinstance(target, Target) else load_target(target)
-    name = c_identifier(name) if name else default_name(model)
+    name = project_name(name, model)
+    check_output_folder(out_dir, force=force)
     with progress.step("importing and simplifying"):
         graph = import_model(model, input_shapes=input_shapes)
     selections, tuning = None, None
@@ -149,7 +179,7 @@ def compile_model(model: ModelSource, out_dir: str | os.PathLike, *, name: str |
         files = generate(graph, tgt, name=name, weights=weights, selections=selections, tuning=tuning,
                          threads=threads or 1, code_size=code_size or "fast")
     with progress.step(f"writing {out_dir}"):
-        return write_project(files, out_dir)
+        return write_project(files, out_dir, force=force)
 
 
 def tune_model(model: ModelSource, *, target: str | Target = "host",
@@ -188,5 +218,7 @@ def load_record(record: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
         return json.loads(path.read_text())
     except OSError as exc:
         raise RecordError(f"{path}: cannot read the tuning record ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecordError(f"{path}: not a tuning record (a binary file, not JSON text)") from None
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not a tuning record (invalid JSON: {exc})") from None

@@ -7,10 +7,11 @@ identical inputs, written atomically by `write_project`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections import Counter
@@ -23,6 +24,7 @@ import numpy as np
 
 from . import __version__
 from .errors import OutputError
+from .escape import c_comment, c_string, cmake_words, json_text, make_words, name_comment
 from .ir import DType, Graph, Layer, Layout, format_shape
 from .memory import ALIGNMENT, Alias, ArenaPlan, Buffer, align_up, plan, resolve
 from .paths import RUNTIME_C, TEMPLATES
@@ -30,6 +32,7 @@ from .routines import RoutineInstance
 from .routines.data import concat_context
 from .routines.loops import physical_nbytes
 from .routines.specialize import CExpr, ShapeArgs, as_float, signed, unsigned
+from .targets import isa_need
 
 WEIGHT_MODES = ("incbin", "c-array")
 
@@ -51,19 +54,6 @@ def c_float(value: float | CExpr) -> str:
     return text + "f"
 
 
-def c_string(value: str) -> str:
-    """The body of a C string literal: printable ASCII as is, everything else as octal UTF-8 bytes.
-
-    '?' is escaped too, so no trigraph can form; octal escapes are always three digits.
-    """
-    safe = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:/()[]<>=+,;#@!'")
-    return "".join(chr(b) if chr(b) in safe else f"\\{b:03o}" for b in value.encode("utf-8"))
-
-
-def c_comment(value: str) -> str:
-    return str(value).replace("*/", "* /").replace("/*", "/ *").replace("??", "?\\?").replace("\n", " ")
-
-
 def _raise(message: str) -> None:
     raise jinja2.TemplateError(message)
 
@@ -76,7 +66,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(cf=c_float, cstring=c_string, comment=c_comment, signed=signed, unsigned=unsigned)
+    env.filters.update(cf=c_float, cstring=c_string, comment=c_comment, name_comment=name_comment,
+                       make_words=make_words, cmake_words=cmake_words, signed=signed, unsigned=unsigned)
     env.globals.update({"inf": math.inf, "raise": _raise})
     return env
 
@@ -122,15 +113,21 @@ class Program:
     in_place: list[str] = field(default_factory=list)  # concat layers whose inputs were written into their output
 
 
-def c_identifier(text: str) -> str:
-    ident = re.sub(r"[^0-9a-zA-Z_]", "_", text).strip("_").lower() or "model"
-    ident = re.sub(r"_+", "_", ident)
-    return f"m_{ident}" if ident[0].isdigit() else ident
-
-
 def _io(graph: Graph, names: list[str]) -> list[dict[str, Any]]:
-    return [{"name": n, "shape": list(graph.shape(n)) or [1], "size": graph.tensor(n).size,
-             "dtype": graph.tensor(n).dtype.value, "layout": graph.tensor(n).layout.value} for n in names]
+    """The caller's view of each buffer: `shape` in memory order (N, H, W, C for an NHWC tensor).
+
+    The IR's shapes are logical NCHW; the header, the C tables, tuning.json and codegen.runtime all
+    show what the caller's buffer holds. `order` tells readers of older records, whose shape was NCHW.
+    """
+    def entry(name: str) -> dict[str, Any]:
+        tensor = graph.tensor(name)
+        shape = list(tensor.shape) or [1]
+        if tensor.layout == Layout.NHWC and len(shape) == 4:
+            shape = [shape[0], shape[2], shape[3], shape[1]]
+        return {"name": name, "shape": shape, "size": tensor.size, "dtype": tensor.dtype.value,
+                "layout": tensor.layout.value, "order": "memory"}
+
+    return [entry(n) for n in names]
 
 
 def _weight_blob(graph: Graph, instances: list[RoutineInstance]
@@ -282,7 +279,7 @@ def _step(inst: RoutineInstance, index: int, places: _Places, name: str, threads
     symbol = f"{name}_{index:03d}_{_ident(inst.routine.name)}"
     shapes = " ".join(format_shape(graph.shape(n)) for n in layer.present_inputs() if not graph.is_constant(n))
     act = "" if layer.activation.is_identity else f" +{layer.activation.describe()}"
-    comment = (f"{layer.name}: {layer.kind}{act} {shapes or '-'} -> "
+    comment = (f"{name_comment(layer.name)}: {layer.kind}{act} {shapes or '-'} -> "
                f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
     return Step(inst, symbol, _head(symbol, params), args, comment, weights=spans,
                 parallel=inst.routine.parallel and threads > 1, params=params)
@@ -376,8 +373,9 @@ def routine_sources(program: Program, env: jinja2.Environment) -> tuple[dict[str
     groups = [{"name": r, "file": f"src/routines/{_ident(r)}.c", "steps": s, "functions": _functions(s),
                "shared": any(step.shared for step in s), "headers": s[0].instance.routine.headers}
               for r, s in sorted(routines.items())]
+    needs = [step.instance.routine.requires or {step.instance.routine.isa} for step in program.steps]
     common = dict(name=name, NAME=name.upper(), version=__version__, routines=groups,
-                  weights_size=len(program.weights), weights_align=ALIGNMENT)
+                  weights_size=len(program.weights), weights_align=ALIGNMENT, isa=isa_need(set().union(*needs)))
     files = {g["file"]: env.get_template("project/routines.c.j2").render(common, routine=g) for g in groups}
     files[f"src/{name}_internal.h"] = env.get_template("project/internal.h.j2").render(common)
     return common, files
@@ -407,10 +405,11 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin",
     common, routine_files = routine_sources(program, env)
     common.update(
         model_name=program.graph.name, steps=program.steps, arena_size=program.arena.size,
-        arena_align=program.arena.alignment, weights_mode=weights_mode, target_cflags=" ".join(cflags),
+        arena_align=program.arena.alignment, weights_mode=weights_mode,
+        target_flags=list(cflags),  # each build file quotes them its own way (make_words, cmake_words)
         inputs=program.io["inputs"], outputs=program.io["outputs"],
         max_rank=max(len(io["shape"]) for io in program.io["inputs"] + program.io["outputs"]),
-        threads=program.threads, in_place=program.in_place,
+        threads=program.threads, in_place=[name_comment(n) for n in program.in_place],
         pool_offset=program.arena.offsets.get("thread-pool", 0), pool_bytes=THREAD_POOL_BYTES,
     )
     sources = [f"src/{name}.c"] + [g["file"] for g in common["routines"]]
@@ -441,36 +440,181 @@ def render(program: Program, record_json: str, weights_mode: str = "incbin",
 
 # -- writing ----------------------------------------------------------------------------------
 
-def write_project(files: dict[str, bytes], out_dir: str | os.PathLike) -> Path:
+MANIFEST = ".neurogen-manifest.json"
+MANIFEST_FORMAT = "neurogen-manifest"
+
+
+def manifest_bytes(files: dict[str, bytes]) -> bytes:
+    """The manifest neurogen keeps in every project it writes: each file it wrote, with its SHA-256.
+    It is how a later compile tells neurogen's files from the user's."""
+    digests = {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())}
+    return json_text({"format": MANIFEST_FORMAT, "version": 1, "tool": f"neurogen {__version__}",
+                      "files": digests}).encode() + b"\n"
+
+
+def read_manifest(folder: Path) -> dict[str, str] | None:
+    """The files (relative path -> SHA-256) the manifest in `folder` lists, or None without a valid one."""
+    path = folder / MANIFEST
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        files = data["files"]
+        if data.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            return None
+        return {str(k): str(v) for k, v in files.items() if _safe_relative(str(k))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _safe_relative(rel: str) -> bool:
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
+
+
+@dataclass
+class _Survey:
+    """What is in an existing output folder, measured against its manifest."""
+
+    ours: list[str] = field(default_factory=list)  # files neurogen wrote, unchanged since
+    edited: list[str] = field(default_factory=list)  # files neurogen wrote, changed (or replaced) since
+    kept: list[str] = field(default_factory=list)  # the user's entries (files, links, folders): moved over
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _survey(out: Path, manifest: dict[str, str]) -> _Survey:
+    listed_dirs = {str(p) for rel in manifest for p in Path(rel).parents}  # folders holding neurogen's files
+    survey = _Survey()
+
+    def visit(folder: Path, rel_folder: str) -> None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
+            if rel == MANIFEST:
+                continue
+            if entry.is_symlink():
+                (survey.edited if rel in manifest else survey.kept).append(rel)
+            elif entry.is_dir():
+                if rel in listed_dirs:
+                    visit(Path(entry.path), rel)
+                else:
+                    survey.kept.append(rel)  # a folder of the user's (or a build folder): moved whole
+            elif rel in manifest:
+                (survey.ours if _sha256(Path(entry.path)) == manifest[rel] else survey.edited).append(rel)
+            else:
+                survey.kept.append(rel)
+
+    visit(out, "")
+    return survey
+
+
+def _examples(paths: list[str], limit: int = 5) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def write_project(files: dict[str, bytes], out_dir: str | os.PathLike, *, force: bool = False) -> Path:
     """Write the project to `out_dir` all at once: a sibling temporary folder, then a rename.
 
-    An existing `out_dir` is replaced only after the new one is complete, so a failure
-    leaves either the old project or nothing, never a half-written one.
+    Nothing neurogen did not write is ever deleted or overwritten:
+    - a new or empty `out_dir` is simply written;
+    - an existing `out_dir` without neurogen's manifest (a folder of the user's: `-o .`, the folder of the
+      model, a source tree) is refused;
+    - in a project neurogen wrote, the files it wrote are replaced, and everything else in the folder (the
+      user's files, build folders) is moved into the new project untouched. Files neurogen wrote that were
+      edited since are replaced only with `force`; a file of the user's where the new project has one is
+      always refused.
+    A failure leaves either the old project or the new one, never a half-written one.
     """
-    out = Path(out_dir).absolute()
+    out = _output_path(out_dir)
     parent = out.parent
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder; choose another output path")
+    files = {**files, MANIFEST: manifest_bytes(files)}
+    survey = _check_existing(out, files, force) if out.exists() else _Survey()
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.", suffix=".tmp", dir=parent))
     except OSError as exc:
         raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); "
                           "choose a writable location with -o") from None
+    moved: list[str] = []
     try:
         for rel, data in sorted(files.items()):
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
-            os.rename(out, old / "project")
+        if not out.exists():
             os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except OSError as exc:
+            return out
+        for rel in survey.kept:  # the user's entries go into the new project, as they are
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(out / rel, tmp / rel)
+            moved.append(rel)
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.", suffix=".old", dir=parent))
+        os.rename(out, old / "project")
+        os.rename(tmp, out)
+        moved.clear()  # they are in the new project now
+        shutil.rmtree(old, ignore_errors=True)  # only files neurogen wrote are left in it
+    except BaseException as exc:  # Ctrl-C too: put the user's entries back, drop the half-written copy
+        for rel in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.rename(tmp / rel, out / rel)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{out}: cannot write the project ({exc.strerror or exc})") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{out}: cannot write the project ({exc.strerror or exc})") from None
+        raise
     return out
+
+
+def check_output_folder(out_dir: str | os.PathLike, *, force: bool = False) -> None:
+    """Refuse early (before any tuning) an output folder that `write_project` would refuse."""
+    out = _output_path(out_dir)
+    if out.exists():
+        _check_existing(out, {}, force)
+
+
+NAME_MAX_BYTES = 255  # a path component, on Linux, macOS and Windows file systems alike
+
+
+def _output_path(out_dir: str | os.PathLike) -> Path:
+    """The absolute output path, refused when it cannot name a folder of ours."""
+    out = Path(out_dir).absolute()
+    for part in out.parts:
+        if len(os.fsencode(part)) > NAME_MAX_BYTES:
+            raise OutputError(f"{out}: the path component {part[:40]!r}... is {len(os.fsencode(part))} bytes; "
+                              f"file systems allow {NAME_MAX_BYTES}. Choose a shorter output path")
+    try:
+        if out.is_symlink() or (out.exists() and not out.is_dir()):
+            raise OutputError(f"{out}: exists and is not a folder; choose another output path")
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot use this output path ({exc.strerror})") from None
+    return out
+
+
+def _check_existing(out: Path, files: dict[str, bytes], force: bool) -> _Survey:
+    """Whether an existing `out` may be replaced (see write_project); what to keep of it."""
+    try:
+        empty = not any(os.scandir(out))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot read the existing folder ({exc.strerror})") from None
+    if empty:
+        return _Survey()
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise OutputError(f"{out}: the folder exists and was not written by neurogen (it has no {MANIFEST}); "
+                          "nothing in it is touched. Give -o a new or empty folder")
+    survey = _survey(out, manifest)
+    clashes = [rel for rel in survey.kept if rel in files or any(f.startswith(rel + "/") for f in files)]
+    if clashes:
+        raise OutputError(f"{out}: {_examples(clashes)} would be overwritten but neurogen did not write "
+                          "it; move it away, or give -o another folder")
+    if survey.edited and not force:
+        raise OutputError(f"{out}: {_examples(survey.edited)} changed since neurogen wrote it; "
+                          "--force replaces it (the files neurogen did not write are kept either way)")
+    return survey

@@ -43,3 +43,8 @@ class BuildError(NeurogenError):
 
 class TargetError(NeurogenError):
     """A target description is missing or malformed."""
+
+
+class NoRunnerError(TargetError):
+    """Tuning needs to run benchmark programs on a target that cannot run any (bare metal, a cross
+    compiler without an emulator or device)."""

@@ -17,6 +17,11 @@ import numpy as np
 
 from .errors import GraphError
 
+# The generated API holds each dimension in an `int` (model.h's `int shape[]`), and a board's size_t may
+# be 32 bits: the arena, the weights and each tensor must be addressable with it.
+MAX_DIM = 2**31 - 1
+MAX_BYTES = 2**32 - 1
+
 
 class DType(enum.Enum):
     F32 = "f32"
@@ -280,6 +285,18 @@ class Graph:
         from .shapes import macs
 
         return {layer.name: macs(layer, self) for layer in self.layers}
+
+
+def size_problem(shape: tuple[int, ...], itemsize: int) -> str | None:
+    """Why a tensor of `shape` cannot be held by the generated code (None when it can)."""
+    big = [d for d in shape if d > MAX_DIM]
+    if big:
+        return f"dimension {big[0]} of shape {tuple(shape)} does not fit the C API's int ({MAX_DIM} at most)"
+    nbytes = math.prod(shape) * itemsize
+    if nbytes > MAX_BYTES:
+        return (f"shape {tuple(shape)} needs {nbytes} bytes, more than a 32-bit size_t addresses "
+                f"({MAX_BYTES})")
+    return None
 
 
 def _copy_tensor(t: Tensor) -> Tensor:

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from .errors import GraphError
+from .ir import MAX_BYTES
+
 ALIGNMENT = 64  # a cache line; also enough for any SIMD load
 
 
@@ -87,6 +90,11 @@ def plan(buffers: list[Buffer], alignment: int = ALIGNMENT, aliases: Iterable[Al
     inside the buffer that holds it."""
     placed_buffers, inside = fold_aliases(buffers, aliases)
     result = _place(placed_buffers, alignment)
+    if result.size > MAX_BYTES:
+        biggest = max(placed_buffers, key=lambda b: b.size)
+        raise GraphError(f"the arena needs {result.size} bytes (largest buffer '{biggest.name}': {biggest.size} "
+                         f"bytes), more than a 32-bit size_t addresses ({MAX_BYTES}); the model is too large "
+                         "for the generated code")
     offsets = dict(result.offsets)
     for name, (root, offset) in inside.items():
         offsets[name] = offsets[root] + offset

@@ -24,10 +24,31 @@ class TensorInfo:
 
 
 def _io_info(io: dict) -> TensorInfo:
-    shape = tuple(io["shape"])
-    if io.get("layout") == "nhwc" and len(shape) == 4:
+    shape = tuple(int(d) for d in io["shape"])
+    # Records before `order` was written held the logical NCHW shape of an NHWC buffer.
+    if io.get("order") != "memory" and io.get("layout") == "nhwc" and len(shape) == 4:
         shape = (shape[0], shape[2], shape[3], shape[1])
     return TensorInfo(io["name"], shape)
+
+
+def check_input(info: TensorInfo, value: object) -> np.ndarray:
+    """`value` as the contiguous float32 buffer of input `info`; its shape must be exactly the model's."""
+    expected = f"expected shape {info.shape}"
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # a ragged nested list
+        raise NeurogenError(f"input '{info.name}' is not an array ({exc}); {expected}") from None
+    if not np.issubdtype(array.dtype, np.floating):
+        raise NeurogenError(f"input '{info.name}' holds {array.dtype} values; give floats "
+                            f"(e.g. .astype(np.float32)), {expected}")
+    if array.ndim == 0 and info.shape == (1,):
+        array = array.reshape(1)  # the io description holds a scalar as [1]
+    if array.ndim != len(info.shape):
+        raise NeurogenError(f"input '{info.name}' has shape {array.shape} (rank {array.ndim}); {expected}")
+    for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
+        if got != want:
+            raise NeurogenError(f"input '{info.name}': axis {axis} is {got}, expected {want}; {expected}")
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 class _Context(ctypes.Structure):
@@ -96,13 +117,7 @@ class CompiledModel:
             args = tuple(kwargs[i.name] for i in self.inputs)
         if len(args) != len(self.inputs):
             raise NeurogenError(f"expected {len(self.inputs)} input(s), got {len(args)}")
-        arrays = []
-        for info, value in zip(self.inputs, args):
-            array = np.ascontiguousarray(value, dtype=np.float32)
-            if array.size != int(np.prod(info.shape)):
-                raise NeurogenError(f"input '{info.name}' has shape {array.shape}; expected {info.shape}")
-            arrays.append(array.reshape(info.shape))
-        return arrays
+        return [check_input(info, value) for info, value in zip(self.inputs, args)]
 
     def run(self, *args: np.ndarray | Mapping[str, np.ndarray], **kwargs: np.ndarray) -> dict[str, np.ndarray]:
         arrays = self._input_arrays(args, kwargs)

@@ -37,6 +37,8 @@ Shape = tuple[int, ...]
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
                      dilation: int, ceil_mode: bool = False) -> int:
+    if stride < 1 or dilation < 1 or kernel < 1:
+        raise GraphError(f"stride {stride}, dilation {dilation} and kernel {kernel} must all be positive")
     span = dilation * (kernel - 1) + 1
     numerator = size + pad_begin + pad_end - span
     out = (-(-numerator // stride) if ceil_mode else numerator // stride) + 1
@@ -44,6 +46,32 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_en
     if ceil_mode and (out - 1) * stride >= size + pad_begin:
         out -= 1
     return out
+
+
+def _window_outputs(layer: Layer, x: Shape, kernel: tuple[int, int], attrs: dict, ceil: bool = False
+                    ) -> tuple[int, int]:
+    """Output height and width of a windowed layer; an error naming the layer when a size is not positive."""
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
+    if min(pt, pl, pb, pr) < 0:
+        raise GraphError(f"layer '{layer.name}' ({layer.kind}): pads {attrs['pads']} must not be negative")
+    try:
+        oh = conv_output_size(x[2], kernel[0], sh, pt, pb, dh, ceil)
+        ow = conv_output_size(x[3], kernel[1], sw, pl, pr, dw, ceil)
+    except GraphError as exc:
+        raise GraphError(f"layer '{layer.name}' ({layer.kind}): {exc}") from None
+    if oh < 1 or ow < 1:
+        raise GraphError(f"layer '{layer.name}' ({layer.kind}): the output would be {oh}x{ow} (input {x[2]}x{x[3]}, "
+                         f"kernel {kernel[0]}x{kernel[1]}, strides {sh},{sw}, pads {attrs['pads']}, dilations "
+                         f"{dh},{dw}); empty tensors are not supported")
+    return oh, ow
+
+
+def _vector_operand(layer: Layer, what: str, shape: Shape, length: int, for_what: str) -> None:
+    """A per-channel operand (bias, scale) must hold exactly one value per channel: the routines read
+    `length` of them."""
+    if tuple(shape) != (length,):
+        raise GraphError(f"layer '{layer.name}' ({layer.kind}): {what} has shape {tuple(shape)}; it must be "
+                         f"({length},), one value per {for_what}")
 
 
 def broadcast_shapes(layer: Layer, *shapes: Shape) -> Shape:
@@ -61,13 +89,13 @@ def _conv2d(layer: Layer, s: list[Shape]) -> list[Shape]:
         raise GraphError(f"layer '{layer.name}' (conv2d): expects 4-D input and weights, got {x} and {w}")
     a = layer.attrs
     group = a["group"]
-    if x[1] != w[1] * group or w[0] % group:
+    if group < 1 or x[1] != w[1] * group or w[0] % group:
         raise GraphError(
             f"layer '{layer.name}' (conv2d): input channels {x[1]} do not match weights {w} with group={group}"
         )
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["strides"], a["pads"], a["dilations"]
-    oh = conv_output_size(x[2], w[2], sh, pt, pb, dh)
-    ow = conv_output_size(x[3], w[3], sw, pl, pr, dw)
+    if len(layer.inputs) > 2 and layer.inputs[2]:
+        _vector_operand(layer, "the bias", s[2], w[0], "output channel")
+    oh, ow = _window_outputs(layer, x, (w[2], w[3]), a)
     out = (x[0], w[0], oh, ow)
     if len(layer.inputs) > 3 and layer.inputs[3] and s[-1] != out:
         raise GraphError(f"layer '{layer.name}' (conv2d): residual operand {s[-1]} differs from the output {out}")
@@ -78,6 +106,8 @@ def _dense(layer: Layer, s: list[Shape]) -> list[Shape]:
     x, w = s[0], s[1]
     if len(x) != 2 or len(w) != 2 or x[1] != w[1]:
         raise GraphError(f"layer '{layer.name}' (dense): input {x} does not match weights {w} ([M,K])")
+    if len(layer.inputs) > 2 and layer.inputs[2]:
+        _vector_operand(layer, "the bias", s[2], w[0], "output")
     return [(x[0], w[0])]
 
 
@@ -101,10 +131,7 @@ def _pool2d(layer: Layer, s: list[Shape]) -> list[Shape]:
     if len(x) != 4:
         raise GraphError(f"layer '{layer.name}' (pool2d): expects a 4-D input, got {x}")
     a = layer.attrs
-    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["strides"], a["pads"], a["dilations"]
-    ceil = a.get("ceil_mode", False)
-    oh = conv_output_size(x[2], kh, sh, pt, pb, dh, ceil)
-    ow = conv_output_size(x[3], kw, sw, pl, pr, dw, ceil)
+    oh, ow = _window_outputs(layer, x, a["kernel"], a, a.get("ceil_mode", False))
     return [(x[0], x[1], oh, ow)]
 
 
@@ -131,11 +158,29 @@ def _reduce(layer: Layer, s: list[Shape]) -> list[Shape]:
 def _pad(layer: Layer, s: list[Shape]) -> list[Shape]:
     x, pads = s[0], layer.attrs["pads"]
     rank = len(x)
-    return [tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(x))]
+    if len(pads) != 2 * rank:
+        raise GraphError(f"layer '{layer.name}' (pad): pads {list(pads)} do not match rank {rank}")
+    out = tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(x))
+    if any(d < 0 for d in out):
+        raise GraphError(f"layer '{layer.name}' (pad): pads {list(pads)} make {x} into {out}")
+    return [out]
 
 
 def _transpose(layer: Layer, s: list[Shape]) -> list[Shape]:
-    return [tuple(s[0][p] for p in layer.attrs["perm"])]
+    perm = tuple(layer.attrs["perm"])
+    if sorted(perm) != list(range(len(s[0]))):
+        raise GraphError(f"layer '{layer.name}' (transpose): perm {list(perm)} is not a permutation of the "
+                         f"{len(s[0])} axes of {s[0]}")
+    return [tuple(s[0][p] for p in perm)]
+
+
+def _scale_shift(layer: Layer, s: list[Shape]) -> list[Shape]:
+    x = s[0]
+    if len(x) < 2:
+        raise GraphError(f"layer '{layer.name}' (scale_shift): expects an input with channels, got {x}")
+    for what, shape in zip(("the scale", "the shift"), s[1:3]):
+        _vector_operand(layer, what, shape, x[1], "channel")
+    return [x]
 
 
 def _same(layer: Layer, s: list[Shape]) -> list[Shape]:
@@ -148,7 +193,7 @@ def _binary(layer: Layer, s: list[Shape]) -> list[Shape]:
 
 def _reshape(layer: Layer, s: list[Shape]) -> list[Shape]:
     shape = tuple(layer.attrs["shape"])
-    if math.prod(shape) != math.prod(s[0]):
+    if any(d < 0 for d in shape) or math.prod(shape) != math.prod(s[0]):
         raise GraphError(f"layer '{layer.name}' (reshape): cannot reshape {s[0]} to {shape}")
     return [shape]
 
@@ -170,7 +215,7 @@ SHAPE_FUNCTIONS: dict[str, Callable[[Layer, list[Shape]], list[Shape]]] = {
     "conv2d": _conv2d,
     "dense": _dense,
     "matmul": _matmul,
-    "scale_shift": _same,
+    "scale_shift": _scale_shift,
     "activation": _same,
     "binary": _binary,
     "concat": _concat,

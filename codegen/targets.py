@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,13 +98,15 @@ def load(name_or_path: str) -> Target:
         tool = data["toolchain"]
         feats = data.get("features", {})
         isa = [str(f) for f in feats.get("isa", ("scalar",))]
+        cflags = tuple(os.path.expandvars(str(f)) for f in tool.get("cflags", ()))
+        check_portable(cflags, path)
         if "detect" in isa:
-            isa = sorted(set(isa) - {"detect"} | detect_isa())
+            isa, cflags = sorted(set(isa) - {"detect"} | detect_isa()), with_detected_flags(cflags, path)
         return Target(
             name=str(data["name"]),
             description=str(data.get("description", "")),
             cc=os.path.expandvars(str(tool["cc"])),
-            cflags=tuple(os.path.expandvars(str(f)) for f in tool.get("cflags", ())),
+            cflags=cflags,
             ldflags=tuple(os.path.expandvars(str(f)) for f in tool.get("ldflags", ())),
             libs=tuple(tool.get("libs", ("-lm",))),
             isa=frozenset(isa),
@@ -118,28 +121,154 @@ def load(name_or_path: str) -> Target:
         raise TargetError(f"{path}: a value has the wrong type ({exc})") from None
 
 
-# /proc/cpuinfo flag -> the feature name routines declare
-_X86_FLAGS = {"sse2": "sse2", "avx": "avx", "avx2": "avx2", "fma": "fma", "avx512f": "avx512f",
-              "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
-              "avx512_vnni": "avx512vnni", "avx512_bf16": "avx512bf16", "f16c": "f16c"}
-_ARM_FLAGS = {"asimd": "neon", "asimddp": "dotprod", "fphp": "fp16", "asimdhp": "fp16", "i8mm": "i8mm"}
+def check_portable(cflags: tuple[str, ...], path: Path) -> None:
+    """Refuse -march=native and its kin: the project would hold flags (and code) for this machine only,
+    which another machine's or a cross compiler rejects (`unknown value 'native'`)."""
+    for flag in cflags:
+        if flag.split("=", 1)[0] in ("-march", "-mcpu", "-mtune") and flag.endswith("=native"):
+            raise TargetError(f"{path}: cflags {flag!r} makes projects that build only with this machine's "
+                              "compiler; name the ISA (e.g. -march=x86-64-v3, -march=armv8.2-a+dotprod), "
+                              'or set [features] isa = ["detect"] to have it chosen from this CPU')
+
+
+def with_detected_flags(cflags: tuple[str, ...], path: Path) -> tuple[str, ...]:
+    """A detecting target's flags: its own, then those that enable the detected ISA (-march=x86-64-v4 ...)."""
+    for flag in cflags:
+        if flag.startswith(("-march=", "-mcpu=")):
+            raise TargetError(f"{path}: cflags {flag!r} with isa = [\"detect\"]: detection chooses -march "
+                              "itself; remove the flag, or list the ISA features instead of \"detect\"")
+    return (*cflags, *detect_cflags())
+
+
+# -- ISA features: what /proc/cpuinfo calls them, the compiler flags that enable them, their macros --------
+
+@dataclass(frozen=True)
+class Feature:
+    cpuinfo: str  # the /proc/cpuinfo flag that says the CPU has it
+    flag: str  # x86: the -m flag that enables it alone; ARM: the -march extension ("+dotprod"), "" for none
+    macro: str  # what the compiler defines when it is enabled
+
+
+# Only the features routines declare (Routine.requires): a feature the flags do not enable must not reach
+# Target.isa, or a routine needing it could be chosen and fail to compile. Add a row with a routine that needs it.
+X86_FEATURES = {
+    "sse2": Feature("sse2", "-msse2", "__SSE2__"),
+    "avx": Feature("avx", "-mavx", "__AVX__"),
+    "avx2": Feature("avx2", "-mavx2", "__AVX2__"),
+    "fma": Feature("fma", "-mfma", "__FMA__"),
+    "f16c": Feature("f16c", "-mf16c", "__F16C__"),
+    "avx512f": Feature("avx512f", "-mavx512f", "__AVX512F__"),
+    "avx512bw": Feature("avx512bw", "-mavx512bw", "__AVX512BW__"),
+    "avx512dq": Feature("avx512dq", "-mavx512dq", "__AVX512DQ__"),
+    "avx512vl": Feature("avx512vl", "-mavx512vl", "__AVX512VL__"),
+}
+ARM_FEATURES = {
+    "neon": Feature("asimd", "", "__ARM_NEON"),
+    "dotprod": Feature("asimddp", "+dotprod", "__ARM_FEATURE_DOTPROD"),
+    "fp16": Feature("asimdhp", "+fp16", "__ARM_FEATURE_FP16_VECTOR_ARITHMETIC"),
+}
+
+# The x86-64 micro-architecture levels (x86-64 psABI), each with the /proc/cpuinfo flags it adds to the one
+# below and the features above that it enables. A level is named only when the CPU has all of its flags:
+# the compiler may use any instruction of the level, not only those the routines ask for.
+X86_LEVELS = (
+    ("x86-64-v2", frozenset({"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"}), frozenset({"sse2"})),
+    ("x86-64-v3", frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
+     frozenset({"avx", "avx2", "fma", "f16c"})),
+    ("x86-64-v4", frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
+     frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})),
+)
 
 
 @functools.cache
-def detect_isa() -> frozenset[str]:
-    """ISA features of this machine, from /proc/cpuinfo (just 'scalar' elsewhere)."""
-    features = {"scalar"}
+def cpu_flags() -> frozenset[str]:
+    """The flags of this machine's CPU (the first `flags` or `Features` line of /proc/cpuinfo; none elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset(features)
+        return frozenset()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
-            for flag in value.split():
-                if flag in _X86_FLAGS:
-                    features.add(_X86_FLAGS[flag])
-                elif flag in _ARM_FLAGS:
-                    features.add(_ARM_FLAGS[flag])
+            return frozenset(value.split())
+    return frozenset()
+
+
+def isa_for_cpu(flags: frozenset[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The ISA features routines may use on a CPU with these /proc/cpuinfo flags, and the compiler flags
+    that enable them: a named level (-march=x86-64-v4, -march=armv8.2-a+dotprod) and, on x86, -m flags for
+    the features beyond it. Never -march=native: the project must build on other machines and compilers."""
+    if "asimd" in flags:
+        features = {name for name, f in ARM_FEATURES.items() if f.cpuinfo in flags}
+        return frozenset({"scalar", *features}), (arm_march(features),)
+    if "sse2" not in flags:
+        return frozenset({"scalar"}), ()
+    features = {name for name, f in X86_FEATURES.items() if f.cpuinfo in flags}
+    level, implied, cpu_needs = "", set(), set()
+    for name, needs, enables in X86_LEVELS:
+        cpu_needs |= needs
+        if not cpu_needs <= flags:
             break
-    return frozenset(features)
+        level, implied = name, implied | enables
+    extra = [f.flag for name, f in X86_FEATURES.items() if name in features - implied]
+    return frozenset({"scalar", *features}), tuple([f"-march={level}"] * bool(level) + extra)
+
+
+def arm_march(features: set[str] | frozenset[str]) -> str:
+    """The -march of AArch64 with these features: ARMv8-A (NEON is part of it), v8.2-A for its extensions."""
+    extensions = "".join(f.flag for name, f in ARM_FEATURES.items() if name in features and f.flag)
+    return f"-march=armv8.2-a{extensions}" if extensions else "-march=armv8-a"
+
+
+def detect_isa() -> frozenset[str]:
+    """ISA features of this machine, those routines use (just 'scalar' where /proc/cpuinfo says nothing)."""
+    return isa_for_cpu(cpu_flags())[0]
+
+
+def detect_cflags() -> tuple[str, ...]:
+    """The compiler flags that enable exactly `detect_isa()`."""
+    return isa_for_cpu(cpu_flags())[1]
+
+
+@dataclass(frozen=True)
+class IsaNeed:
+    """The ISA features a generated project's routines use: the macros that show a build enables them,
+    and the flags that do."""
+
+    features: tuple[str, ...]
+    macros: tuple[str, ...]
+    level: str  # "x86-64-v3", "armv8.2-a+dotprod"; "" when no level holds them all
+    flags: str  # the flags of the level, else the exact ones
+    exact: str  # x86: the -m flags of just these features ("" on ARM, where -march is the only way)
+
+    def message(self, name: str) -> str:
+        """The text of the #error that stops a build without the flags."""
+        what = f"the {self.level} ISA ({', '.join(self.features)})" if self.level else \
+            f"the ISA features {', '.join(self.features)}"
+        alternative = f" (or {self.exact})" if self.exact and self.exact != self.flags else ""
+        return f"{name} needs {what}: build with {self.flags}{alternative}"
+
+
+def isa_need(features: Iterable[str]) -> IsaNeed | None:
+    """What a project whose routines require `features` needs from its build (None: portable C only)."""
+    wanted = set(features) - {"scalar"}
+    if not wanted:
+        return None
+    unknown = wanted - set(X86_FEATURES) - set(ARM_FEATURES)
+    if unknown:
+        raise ValueError(f"ISA feature(s) {', '.join(sorted(unknown))} have no entry in codegen/targets.py")
+    x86 = [name for name in X86_FEATURES if name in wanted]
+    arm = [name for name in ARM_FEATURES if name in wanted]
+    macros = [X86_FEATURES[n].macro for n in x86] + [ARM_FEATURES[n].macro for n in arm]
+    exact = " ".join(X86_FEATURES[n].flag for n in x86)
+    level, flags = "", exact
+    implied: set[str] = set()
+    for name, _, enables in X86_LEVELS if x86 else ():
+        implied |= enables
+        if set(x86) <= implied:
+            level, flags = name, f"-march={name}"
+            break
+    if arm:
+        march = arm_march(set(arm))
+        level, flags = (march.removeprefix("-march="), march) if not x86 else ("", f"{flags} {march}")
+    return IsaNeed(tuple(x86 + arm), tuple(macros), level, flags, exact)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, dprs
-from .errors import NeurogenError
+from .errors import NeurogenError, NoRunnerError
 from .ir import Graph, Layout
 from .profile.cache import ProfileCache
 from .profile.harness import Item, Measurement, Settings, adapt_item, profile
-from .profile.runners import make_runner
+from .profile.runners import RunnerError, make_runner, no_runner_reason
 from .progress import SILENT, Progress
 from .record import RECORD_FORMAT, RECORD_VERSION, graph_hash
 from .selection import (
@@ -76,18 +76,42 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
     todo = with_references([item for item in items if item.key not in known])
     if todo:
+        check_can_run(target)
         runner = make_runner(target.runner)
         progress.note(f"profiling {len(todo)} routine instance(s) on {target.name} ({runner.description}); "
                       f"{len(known)} from the cache")
         bar = progress.bar("profiling", len(todo))
-        measured = profile(todo, target, runner, settings=settings, on_batch=lambda done, total, b: bar(done))
-        bar.close()
-        if cache is not None:
-            cache.store(fp, todo, measured)
+        stored: dict[str, Measurement] = {}
+
+        def keep(batch: dict[str, Measurement]) -> None:
+            # Stored as each batch ends (one transaction each): a fault later loses none of it.
+            if cache is not None:
+                cache.store(fp, todo, batch)
+            stored.update(batch)
+
+        try:
+            measured = profile(todo, target, runner, settings=settings, on_batch=lambda done, total, b: bar(done),
+                               on_measured=keep)
+        except RunnerError as e:
+            if cache is None or not stored:
+                raise
+            raise RunnerError(f"{e}\n{len(stored)} of the {len(todo)} measurement(s) were stored in the profile "
+                              "cache before that; tuning again measures only the rest.") from None
+        finally:
+            bar.close()
         known.update(measured)
     else:
         progress.note(f"all {len(items)} routine instance(s) found in the profile cache")
     return known, len(todo)
+
+
+def check_can_run(target: Target) -> None:
+    """Stop before profiling on a target that cannot run the benchmark programs (bare metal, a cross
+    compiler without an emulator), instead of failing to build or start them."""
+    reason = no_runner_reason(target.runner, target.compiler)
+    if reason:
+        raise NoRunnerError(f"target '{target.name}' has no runner: it cannot run benchmark programs ({reason}); "
+                            "compile with --reference, or with --record a tuning record made on the device")
 
 
 def with_references(items: list[Item]) -> list[Item]:

@@ -14,10 +14,39 @@ from codegen import zoo
 from codegen.compiler import tune_model
 from codegen.profile.harness import Settings
 
+# Tests `make test-quick` leaves out: each takes minutes on a 2-core machine (the conv family's builds with two
+# compilers and under sanitizers, qemu runs, full-size networks, TensorFlow applications, engine benchmarks).
+# (path, test name or "" for every test of the file, parameter id or "" for all)
+SLOW: tuple[tuple[str, str, str], ...] = (
+    ("tests/models/", "", ""),
+    ("tests/bench/", "", ""),
+    ("tests/frontends/test_keras_applications.py", "", ""),
+    ("tests/routines/test_neon.py", "", ""),
+    ("tests/routines/test_routines.py", "test_conv", ""),
+    ("tests/routines/test_routines.py", "test_family_under_sanitizers", ""),
+    ("tests/routines/test_projects.py", "test_routines_do_not_read_stale_arena_or_output_memory", "conv"),
+)
+
+
+def is_slow(nodeid: str) -> bool:
+    path, _, rest = nodeid.partition("::")
+    name, _, param = rest.partition("[")
+    return any(path.startswith(p) and (not n or name == n) and (not i or param.rstrip("]") == i)
+               for p, n, i in SLOW)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if is_slow(item.nodeid):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def profile_cache_dir(tmp_path_factory) -> Path:
-    """Profiles measured by the tests go to a cache of their own (child processes inherit it)."""
+    """Profiles measured by the tests go to a cache of their own (child processes inherit it). Under
+    pytest-xdist every worker has its own base temp folder, hence its own cache: no test sees profiles
+    that another worker measured at the same time (the sqlite cache is safe to share, but test
+    expectations such as "0 from the cache" would then depend on scheduling)."""
     path = tmp_path_factory.mktemp("profile-cache")
     os.environ["NEUROGEN_CACHE_DIR"] = str(path)
     return path

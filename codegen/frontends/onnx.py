@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..errors import ModelError, NeurogenError, UnsupportedOpsError
-from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
+from ..ir import MAX_BYTES, NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor, format_shape, size_problem
 from ..reference import evaluate_layer
 from ..shapes import infer, output_dtype
+from . import inputs as io_shapes
+from . import validate
 
 MIN_OPSET, MAX_OPSET = 9, 25  # 22 to 25 only widened the element types of these ops
 
@@ -57,6 +58,14 @@ class Context:
                              "initializer; neurogen compiles weights and shapes into the code")
         return tensor.data
 
+    def float_constant(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
+        """A constant input that the op computes with in float32: onnxruntime refuses any other type."""
+        value = self.constant(node, index, what)
+        if value is not None and value.dtype != np.float32:
+            raise self.error(node, f"{what} ('{node.input[index]}') is {value.dtype}; it must be float32 like "
+                             "the op's data input")
+        return value
+
     def error(self, node: onnx.NodeProto, message: str) -> ModelError:
         return ModelError(f"{self.source}: node '{node_name(node)}' ({node.op_type}): {message}")
 
@@ -78,6 +87,10 @@ class Context:
         layer = Layer(layer_name, kind, [self.name(i) if i else "" for i in inputs], outputs, attrs or {})
         shapes = infer(layer, g)
         dtype = output_dtype(layer, g)
+        for shape in shapes:  # before a folded value is allocated, or any code is planned for it
+            problem = size_problem(shape, dtype.numpy.itemsize)
+            if problem:
+                raise self.error(node, f"output {problem}")
         present = layer.present_inputs()
         if present and all(g.is_constant(i) for i in present):
             args = [g.tensor(i).data if i else None for i in layer.inputs]
@@ -87,18 +100,34 @@ class Context:
             return outputs[0]
         if dtype not in (DType.F32,):
             raise self.error(node, f"computes {dtype.value} values at run time; only float32 is supported")
+        self._check_runtime(node, layer, shapes)
         layout = g.tensor(present[0]).layout if len(shapes[0]) == len(g.shape(present[0])) else Layout.ANY
         for out, shape in zip(outputs, shapes):
             g.tensors[out] = Tensor(out, shape, dtype, layout=layout)
         g.layers.append(layer)
         return outputs[0]
 
+    def _check_runtime(self, node: onnx.NodeProto, layer: Layer, shapes: list[tuple[int, ...]]) -> None:
+        """A layer that runs in the generated code reads float32 operands and no empty tensor."""
+        for name in layer.present_inputs():
+            tensor = self.graph.tensor(name)
+            if tensor.dtype != DType.F32:
+                raise self.error(node, f"operand '{name}' is {tensor.dtype.numpy.name}; the op computes in "
+                                 "float32 and takes float32 operands only")
+            if tensor.size == 0:
+                raise self.error(node, f"operand '{name}' has shape {format_shape(tensor.shape)} with no elements; "
+                                 "empty tensors are not supported")
+        for shape in shapes:
+            if math.prod(shape) == 0:
+                raise self.error(node, f"the output would have shape {shape} with no elements; empty tensors are "
+                                 "not supported")
+
     def alias(self, onnx_name: str, existing: str) -> None:
         self.aliases[onnx_name] = self.name(existing)
 
 
 def node_name(node: onnx.NodeProto) -> str:
-    return node.name or f"{node.op_type}_{node.output[0]}"
+    return node.name or f"{node.op_type}_{node.output[0] if node.output else ''}"
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
@@ -117,10 +146,17 @@ def _spatial_attrs(ctx: Context, node: onnx.NodeProto, x_shape: tuple[int, ...],
     a = attributes(node)
     rank = len(kernel)
     if rank not in (1, 2) or len(x_shape) != rank + 2:
-        raise ctx.error(node, f"only 1-D and 2-D spatial operators are supported (input shape {x_shape})")
-    strides = tuple(a.get("strides", (1,) * rank))
-    dilations = tuple(a.get("dilations", (1,) * rank))
+        raise ctx.error(node, f"only 1-D and 2-D spatial operators are supported (input shape {x_shape}, "
+                        f"kernel {list(kernel)})")
+    strides = _positive_ints(ctx, node, a, "strides", rank)
+    dilations = _positive_ints(ctx, node, a, "dilations", rank)
     auto_pad = _decode(a.get("auto_pad", "NOTSET"))
+    if auto_pad not in AUTO_PADS:
+        raise ctx.error(node, f"auto_pad '{str(auto_pad)[:40]}' is not one of {', '.join(AUTO_PADS)}")
+    if auto_pad != "NOTSET" and "pads" in a:
+        raise ctx.error(node, f"has both auto_pad {auto_pad} and pads {list(a['pads'])}; give one of them")
+    if any(k < 1 for k in kernel):
+        raise ctx.error(node, f"kernel {list(kernel)} must have positive sizes")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begins, ends = [], []
         for size, k, s, d in zip(x_shape[2:], kernel, strides, dilations):
@@ -133,8 +169,21 @@ def _spatial_attrs(ctx: Context, node: onnx.NodeProto, x_shape: tuple[int, ...],
     elif auto_pad == "VALID":
         pads = (0,) * (2 * rank)
     else:
-        pads = tuple(a.get("pads", (0,) * (2 * rank)))
+        pads = tuple(int(p) for p in a.get("pads", (0,) * (2 * rank)))
+        if len(pads) != 2 * rank or any(p < 0 for p in pads):
+            raise ctx.error(node, f"pads {list(pads)} must be {2 * rank} non-negative values (begins, then ends)")
     return {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _positive_ints(ctx: Context, node: onnx.NodeProto, a: dict[str, Any], name: str, rank: int) -> tuple[int, ...]:
+    """A per-spatial-axis attribute (strides, dilations): `rank` positive values, 1 when absent."""
+    values = tuple(int(v) for v in a.get(name, (1,) * rank))
+    if len(values) != rank or any(v < 1 for v in values):
+        raise ctx.error(node, f"{name} {list(values)} must be {rank} positive values, one per spatial axis")
+    return values
 
 
 def _as_2d(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +219,13 @@ def _axis(ctx: Context, node: onnx.NodeProto, axis: int, rank: int) -> int:
     return axis % rank
 
 
+def _unique_axes(ctx: Context, node: onnx.NodeProto, axes: list[int], rank: int) -> set[int]:
+    unique = {_axis(ctx, node, ax, rank) for ax in axes}
+    if len(unique) != len(axes):
+        raise ctx.error(node, f"axes {list(axes)} name an axis twice")
+    return unique
+
+
 def _axes_input_or_attr(ctx: Context, node: onnx.NodeProto, since: int) -> list[int] | None:
     if ctx.opset >= since:
         value = ctx.constant(node, 1, "axes")
@@ -181,14 +237,26 @@ def _axes_input_or_attr(ctx: Context, node: onnx.NodeProto, since: int) -> list[
 # -- converters --------------------------------------------------------------------
 
 def conv(ctx: Context, node: onnx.NodeProto) -> None:
-    w = ctx.constant(node, 1, "weights")
-    attrs = _spatial_attrs(ctx, node, ctx.shape(node.input[0]), tuple(w.shape[2:]))
-    attrs["group"] = int(attributes(node).get("group", 1))
+    w = ctx.float_constant(node, 1, "weights")
+    x_shape = ctx.shape(node.input[0])
+    a = attributes(node)
+    if w.ndim != len(x_shape) or w.ndim < 3:
+        raise ctx.error(node, f"weights '{node.input[1]}' {w.shape} must have the rank of the input {x_shape}")
+    if "kernel_shape" in a and tuple(a["kernel_shape"]) != tuple(w.shape[2:]):
+        raise ctx.error(node, f"kernel_shape {list(a['kernel_shape'])} differs from the weights' kernel "
+                        f"{list(w.shape[2:])} (weights '{node.input[1]}' {w.shape})")
+    attrs = _spatial_attrs(ctx, node, x_shape, tuple(w.shape[2:]))
+    attrs["group"] = int(a.get("group", 1))
+    if attrs["group"] < 1:
+        raise ctx.error(node, f"group {attrs['group']} must be positive")
     attrs["activation"] = NO_ACTIVATION
     w_name = node.input[1]
     if w.ndim == 3:
         w_name = ctx.add_constant(f"{node_name(node)}/w2d", w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]))
-    bias = ctx.constant(node, 2, "bias")
+    bias = ctx.float_constant(node, 2, "bias")
+    if bias is not None and bias.shape != (w.shape[0],):
+        raise ctx.error(node, f"bias '{node.input[2]}' has shape {bias.shape}; it must be ({w.shape[0]},), one "
+                        "value per output channel")
     _spatial_layer(ctx, node, "conv2d", [node.input[0], w_name, node.input[2] if bias is not None else ""],
                    attrs)
 
@@ -196,18 +264,30 @@ def conv(ctx: Context, node: onnx.NodeProto) -> None:
 def gemm(ctx: Context, node: onnx.NodeProto) -> None:
     a = attributes(node)
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    b = ctx.constant(node, 1, "B (weights)")
-    c = ctx.constant(node, 2, "C (bias)")
+    b = ctx.float_constant(node, 1, "B (weights)")
+    c = ctx.float_constant(node, 2, "C (bias)")
     x = node.input[0]
+    x_shape = ctx.shape(x)
+    if len(x_shape) != 2 or b.ndim != 2:
+        raise ctx.error(node, f"A {x_shape} and B {b.shape} must be matrices")
+    rows, inner = x_shape[::-1] if a.get("transA", 0) else x_shape
+    b_inner, cols = b.shape[::-1] if a.get("transB", 0) else b.shape
+    if inner != b_inner:
+        raise ctx.error(node, f"A {x_shape} and B {b.shape} do not multiply (transA={a.get('transA', 0)}, "
+                        f"transB={a.get('transB', 0)})")
+    if c is not None and not _broadcasts_to(c.shape, (rows, cols)):
+        raise ctx.error(node, f"C '{node.input[2]}' {c.shape} does not broadcast to the output ({rows}, {cols})")
     if a.get("transA", 0):
         x = ctx.add(node, "transpose", [x], {"perm": (1, 0)}, suffix="/transA")
     w = b if a.get("transB", 0) else b.T
-    w = (w.astype(np.float64) * alpha).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # alpha 1e30 gives inf, as onnxruntime computes it
+        w = (w.astype(np.float64) * alpha).astype(np.float32)
     m = w.shape[0]
     ins = [x, ctx.add_constant(f"{node_name(node)}/w", w), ""]
     c_after = None
     if c is not None:
-        c = (c.astype(np.float64) * beta).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = (c.astype(np.float64) * beta).astype(np.float32)
         if c.size == m and (c.ndim < 2 or c.shape[0] == 1):
             ins[2] = ctx.add_constant(f"{node_name(node)}/b", c.reshape(m))
         else:
@@ -217,6 +297,13 @@ def gemm(ctx: Context, node: onnx.NodeProto) -> None:
     if c_after is not None:
         ctx.add(node, "binary", [y, ctx.add_constant(f"{node_name(node)}/c", c_after)],
                 {"op": "add", "activation": NO_ACTIVATION}, outputs=[node.output[0]], suffix="/c")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts one way to `target` (numpy rules, the target unchanged)."""
+    if len(shape) > len(target):
+        return False
+    return all(d in (1, t) for d, t in zip(shape[::-1], target[::-1]))
 
 
 def matmul(ctx: Context, node: onnx.NodeProto) -> None:
@@ -241,10 +328,16 @@ def batch_norm(ctx: Context, node: onnx.NodeProto) -> None:
     if any(node.output[1:]) or attributes(node).get("training_mode", 0):
         raise ctx.error(node, "training-mode BatchNormalization (with running statistics outputs) is not "
                               "supported; export the model in inference mode")
-    scale, bias, mean, var = (ctx.constant(node, i, n) for i, n in
+    channels = ctx.shape(node.input[0])[1:2]
+    scale, bias, mean, var = (ctx.float_constant(node, i, n) for i, n in
                               enumerate(("scale", "B", "mean", "var"), start=1))
+    for what, value in zip(("scale", "B", "mean", "var"), (scale, bias, mean, var)):
+        if value.shape != channels:
+            raise ctx.error(node, f"{what} has shape {value.shape}; it must be {channels}, one value per channel "
+                            f"of the input {ctx.shape(node.input[0])}")
     eps = float(attributes(node).get("epsilon", 1e-5))
-    mul = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a negative variance gives NaN, as in onnxruntime
+        mul = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     add = bias.astype(np.float64) - mean.astype(np.float64) * mul
     name = node_name(node)
     ins = [node.input[0], ctx.add_constant(f"{name}/scale", mul.astype(np.float32)),
@@ -263,9 +356,12 @@ def _activation(kind: str, alpha: Callable[[dict], float] = lambda a: 0.0,
 
 def clip(ctx: Context, node: onnx.NodeProto) -> None:
     if ctx.opset >= 11:
-        lo, hi = ctx.constant(node, 1, "min"), ctx.constant(node, 2, "max")
-        lo = -np.inf if lo is None else float(lo)
-        hi = np.inf if hi is None else float(hi)
+        lo, hi = ctx.float_constant(node, 1, "min"), ctx.float_constant(node, 2, "max")
+        for what, value in (("min", lo), ("max", hi)):
+            if value is not None and value.size != 1:  # a scalar; onnxruntime also takes any one-value shape
+                raise ctx.error(node, f"{what} must be a scalar, not shape {value.shape}")
+        lo = -np.inf if lo is None else float(lo.reshape(-1)[0])
+        hi = np.inf if hi is None else float(hi.reshape(-1)[0])
     else:
         a = attributes(node)
         lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
@@ -303,8 +399,12 @@ def _pool(mode: str) -> Converter:
         if len(node.output) > 1 and node.output[1]:
             raise ctx.error(node, "the Indices output of MaxPool is not supported")
         a = attributes(node)
-        kernel = tuple(a["kernel_shape"])
+        kernel = tuple(int(k) for k in a["kernel_shape"])
         attrs = _spatial_attrs(ctx, node, ctx.shape(node.input[0]), kernel)
+        pads = attrs["pads"]
+        if "pads" in a and any(p >= kernel[i % len(kernel)] for i, p in enumerate(pads)):
+            raise ctx.error(node, f"pads {list(pads)} must be smaller than the kernel {list(kernel)} "
+                            "(a window would lie wholly in the padding)")
         if mode == "avg" and ctx.opset < 19:
             attrs["dilations"] = (1,) * len(kernel)
         attrs.update(mode=mode, kernel=kernel, ceil_mode=bool(a.get("ceil_mode", 0)),
@@ -343,6 +443,11 @@ def reshape(ctx: Context, node: onnx.NodeProto) -> None:
     target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
     x_shape = ctx.shape(node.input[0])
     allow_zero = attributes(node).get("allowzero", 0)
+    if any(d < -1 for d in target) or (allow_zero and 0 in target and -1 in target):
+        raise ctx.error(node, f"shape {target} is invalid (sizes are >= 0, or -1 once; with allowzero not both "
+                        "0 and -1)")
+    if any(d == 0 and not allow_zero and i >= len(x_shape) for i, d in enumerate(target)):
+        raise ctx.error(node, f"shape {target} copies (0) an axis the input {x_shape} does not have")
     out = [x_shape[i] if d == 0 and not allow_zero else d for i, d in enumerate(target)]
     if out.count(-1) > 1:
         raise ctx.error(node, f"shape {target} has more than one -1")
@@ -357,6 +462,9 @@ def reshape(ctx: Context, node: onnx.NodeProto) -> None:
 def flatten(ctx: Context, node: onnx.NodeProto) -> None:
     x_shape = ctx.shape(node.input[0])
     axis = int(attributes(node).get("axis", 1))
+    if not -len(x_shape) <= axis <= len(x_shape):
+        raise ctx.error(node, f"axis {axis} is out of range for rank {len(x_shape)} "
+                        f"(-{len(x_shape)} to {len(x_shape)})")
     axis = axis + len(x_shape) if axis < 0 else axis
     _reshape_to(ctx, node, (math.prod(x_shape[:axis]), math.prod(x_shape[axis:])))
 
@@ -366,7 +474,7 @@ def squeeze(ctx: Context, node: onnx.NodeProto) -> None:
     axes = _axes_input_or_attr(ctx, node, since=13)
     if axes is None:
         axes = [i for i, d in enumerate(x_shape) if d == 1]
-    axes = {_axis(ctx, node, ax, len(x_shape)) for ax in axes}
+    axes = _unique_axes(ctx, node, axes, len(x_shape))
     if any(x_shape[ax] != 1 for ax in axes):
         raise ctx.error(node, f"cannot squeeze axes {sorted(axes)} of shape {x_shape}")
     _reshape_to(ctx, node, tuple(d for i, d in enumerate(x_shape) if i not in axes))
@@ -378,7 +486,7 @@ def unsqueeze(ctx: Context, node: onnx.NodeProto) -> None:
     if axes is None:
         raise ctx.error(node, "axes are missing")
     rank = len(x_shape) + len(axes)
-    axes = sorted(_axis(ctx, node, ax, rank) for ax in axes)
+    axes = sorted(_unique_axes(ctx, node, axes, rank))
     out = list(x_shape)
     for ax in axes:
         out.insert(ax, 1)
@@ -387,7 +495,10 @@ def unsqueeze(ctx: Context, node: onnx.NodeProto) -> None:
 
 def transpose(ctx: Context, node: onnx.NodeProto) -> None:
     rank = len(ctx.shape(node.input[0]))
-    perm = tuple(attributes(node).get("perm", range(rank - 1, -1, -1)))
+    perm = tuple(int(p) for p in attributes(node).get("perm", range(rank - 1, -1, -1)))
+    if sorted(perm) != list(range(rank)):
+        raise ctx.error(node, f"perm {list(perm)} is not a permutation of the {rank} axes of "
+                        f"{ctx.shape(node.input[0])}")
     if perm == tuple(range(rank)):
         ctx.alias(node.output[0], node.input[0])
         return
@@ -414,13 +525,19 @@ def pad(ctx: Context, node: onnx.NodeProto) -> None:
     rank = len(ctx.shape(node.input[0]))
     mode = _decode(a.get("mode", "constant"))
     if ctx.opset >= 11:
-        pads = [int(v) for v in ctx.constant(node, 1, "pads").reshape(-1)]
-        value = ctx.constant(node, 2, "constant_value")
+        pads_value = ctx.constant(node, 1, "pads")
+        if pads_value.dtype != np.int64:
+            raise ctx.error(node, f"pads must be int64, not {pads_value.dtype}")
+        pads = [int(v) for v in pads_value.reshape(-1)]
+        value = ctx.float_constant(node, 2, "constant_value")
         value = 0.0 if value is None else float(value.reshape(-1)[0]) if value.size else 0.0
         axes = ctx.constant(node, 3, "axes") if ctx.opset >= 18 else None
         if axes is not None:
             full = [0] * (2 * rank)
             ax_list = [_axis(ctx, node, int(v), rank) for v in axes.reshape(-1)]
+            _unique_axes(ctx, node, ax_list, rank)
+            if len(pads) != 2 * len(ax_list):
+                raise ctx.error(node, f"pads {pads} must hold two values per axis of {ax_list}")
             for i, ax in enumerate(ax_list):
                 full[ax], full[ax + rank] = pads[i], pads[i + len(ax_list)]
             pads = full
@@ -441,6 +558,8 @@ def pad(ctx: Context, node: onnx.NodeProto) -> None:
 
 def lrn(ctx: Context, node: onnx.NodeProto) -> None:
     a = attributes(node)
+    if int(a["size"]) < 1:
+        raise ctx.error(node, f"size {a['size']} must be positive")
     attrs = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
              "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0))}
     ctx.add(node, "lrn", [node.input[0]], attrs, outputs=[node.output[0]])
@@ -463,8 +582,10 @@ def dropout(ctx: Context, node: onnx.NodeProto) -> None:
 
 def constant(ctx: Context, node: onnx.NodeProto) -> None:
     a = attributes(node)
+    if len(a) != 1:
+        raise ctx.error(node, f"must have exactly one value attribute, not {sorted(a)}")
     if "value" in a:
-        value = numpy_helper.to_array(a["value"])
+        value = validate.tensor_array(a["value"], ctx.source, f"node '{node_name(node)}' value")
     elif "value_float" in a:
         value = np.array(a["value_float"], dtype=np.float32)
     elif "value_floats" in a:
@@ -494,7 +615,7 @@ def gather(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 def cast(ctx: Context, node: onnx.NodeProto) -> None:
-    to = onnx.helper.tensor_dtype_to_np_dtype(int(attributes(node)["to"]))
+    to = validate.element_dtype(int(attributes(node)["to"]), ctx.source, f"node '{node_name(node)}' (Cast) 'to'")
     dtype = _dtype(ctx.source, to, node.output[0])
     if dtype == ctx.tensor(node.input[0]).dtype:
         ctx.alias(node.output[0], node.input[0])
@@ -564,19 +685,20 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
                          "is it truncated or another format?") from None
     if not model.graph.node and not model.graph.output:
         raise ModelError(f"{path}: the file holds no ONNX graph; is it truncated or another format?")
+    validate.check_text(model, str(path))
     base = path.resolve().parent
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        if not onnx.external_data_helper.uses_external_data(tensor):
-            continue
-        info = onnx.external_data_helper.ExternalDataInfo(tensor)
-        data_path = base / info.location
-        if not data_path.is_file():
-            raise ModelError(f"{path}: tensor '{tensor.name}' keeps its data in '{info.location}', "
-                             f"which is missing (looked for {data_path}); copy it next to the model")
     try:
-        onnx.external_data_helper.load_external_data_for_model(model, str(base))
+        tensors = list(onnx.external_data_helper._get_all_tensors(model))
     except Exception as exc:
-        raise ModelError(f"{path}: cannot read external data ({exc})") from None
+        raise ModelError(f"{path}: cannot read the model's tensors ({type(exc).__name__}: {exc})") from None
+    external = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in external:
+        validate.check_external_info(tensor, base, str(path))
+    if external:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(base))
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot read external data ({type(exc).__name__}: {exc})") from None
     return model
 
 
@@ -596,35 +718,44 @@ def unsupported_ops(model: onnx.ModelProto) -> dict[str, list[str]]:
     return found
 
 
-def _input_shape(source: str, value: onnx.ValueInfoProto,
-                 given: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
-    if value.name in given:
-        return tuple(given[value.name])
+def _declared_shape(value: onnx.ValueInfoProto) -> list[io_shapes.Dim] | None:
+    """The input's dims as the model declares them: sizes, or names (or "?") for free ones."""
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):
-        raise ModelError(f"{source}: input '{value.name}' has no shape; give one with "
-                         f"--input-shape {value.name}=D0,D1,...")
-    dims = []
-    for axis, dim in enumerate(tensor_type.shape.dim):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
-            dims.append(int(dim.dim_value))
-        else:
-            label = dim.dim_param or "?"
-            raise ModelError(f"{source}: input '{value.name}' has a dynamic dimension '{label}' "
-                             f"(axis {axis}); give its size with --input-shape "
-                             f"{value.name}=" + ",".join(str(d.dim_value) if d.dim_value > 0 else "N"
-                                                         for d in tensor_type.shape.dim))
-    return tuple(dims)
+        return None
+    return [int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or io_shapes.UNKNOWN)
+            for d in tensor_type.shape.dim]
+
+
+def _input_shape(source: str, value: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """A run-time input's shape as it compiles (float32 only), every size in the C API's range."""
+    what = f"input '{value.name}'"
+    if not value.type.HasField("tensor_type"):
+        raise ModelError(f"{source}: {what} is not a tensor; only float32 tensor inputs are supported")
+    dtype = validate.element_dtype(value.type.tensor_type.elem_type, source, what)
+    if dtype != np.float32:
+        raise ModelError(f"{source}: {what} is {dtype.name}; only float32 inputs are supported")
+    shape = io_shapes.resolve(source, value.name, _declared_shape(value), given)
+    problem = size_problem(shape, 4)
+    if problem:
+        raise ModelError(f"{source}: {what}: {problem}")
+    return shape
 
 
 def import_model(model: onnx.ModelProto | str | os.PathLike, *,
                  input_shapes: dict[str, tuple[int, ...]] | None = None,
                  source: str | None = None) -> Graph:
-    """Convert an ONNX model (a path or a ModelProto) to an IR graph."""
+    """Convert an ONNX model (a path or a ModelProto) to an IR graph.
+
+    The whole model is checked first (validate: the ONNX checker's full check and neurogen's own), so a
+    model that onnxruntime refuses as invalid is refused here too, with one message saying why."""
+    path = None
     if not isinstance(model, onnx.ModelProto):
         source = source or str(model)
+        path = Path(model)
         model = read_model(model)
-    source = source or (model.graph.name or "model")
+    source = source or (model.graph.name if isinstance(model.graph.name, str) and model.graph.name else "model")
+    validate.check_text(model, source)
     given = dict(input_shapes or {})
     opset = default_opset(model)
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -635,25 +766,23 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
         raise UnsupportedOpsError(source, missing)
 
     g = model.graph
+    validate.check_graph(model, source)
+    for node in g.node:
+        validate.check_node(node, opset, source)
+    # Constants first: their checks say more than the checker's (which name the tensor only).
+    values = {init.name: validate.tensor_array(init, source, "initializer") for init in g.initializer}
+    runtime_inputs = [v for v in g.input if v.name not in values]  # IR < 4 lists initializers too
+    io_shapes.check_names(source, given, [v.name for v in runtime_inputs])
+    shapes = {v.name: _input_shape(source, v, given.get(v.name)) for v in runtime_inputs}
+    validate.run_checker(model, source, shapes, path)
+
     graph = Graph(name=g.name or "model", tensors={}, layers=[], inputs=[], outputs=[])
-    for init in g.initializer:
-        value = numpy_helper.to_array(init)
-        graph.tensors[init.name] = Tensor(init.name, tuple(value.shape),
-                                          _dtype(source, value.dtype, init.name), value)
-    unknown = set(given) - {v.name for v in g.input}
-    if unknown:
-        raise ModelError(f"{source}: --input-shape names {sorted(unknown)}, but the model's inputs are "
-                         f"{[v.name for v in g.input if v.name not in graph.tensors]}")
-    for value in g.input:
-        if value.name in graph.tensors:
-            continue  # an initializer listed as an input (IR version < 4)
-        elem = value.type.tensor_type.elem_type
-        dtype = _dtype(source, onnx.helper.tensor_dtype_to_np_dtype(elem), value.name)
-        if dtype != DType.F32:
-            raise ModelError(f"{source}: input '{value.name}' is {dtype.value}; only float32 inputs are supported")
-        shape = _input_shape(source, value, given)
+    for name, value in values.items():
+        graph.tensors[name] = Tensor(name, tuple(value.shape), _dtype(source, value.dtype, name), value)
+    for value in runtime_inputs:
+        shape = shapes[value.name]
         layout = Layout.NCHW if len(shape) == 4 else Layout.ANY
-        graph.tensors[value.name] = Tensor(value.name, shape, dtype, layout=layout)
+        graph.tensors[value.name] = Tensor(value.name, shape, DType.F32, layout=layout)
         graph.inputs.append(value.name)
 
     ctx = Context(graph, opset, source)
@@ -664,8 +793,11 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
             raise
         except NeurogenError as exc:  # e.g. a shape check in the IR: give it the node's name
             raise ctx.error(node, str(exc)) from None
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise ctx.error(node, f"cannot convert ({type(exc).__name__}: {exc})") from None
+        except (KeyError, IndexError, ValueError, TypeError, ArithmeticError) as exc:
+            # A check this converter lacks: still one message naming the node, never a traceback.
+            raise ctx.error(node, f"cannot convert ({type(exc).__name__}: {validate.shorten(str(exc))})") from None
+    validate.check_value_info_types(model, {v.name: graph.tensors[ctx.name(v.name)].dtype.numpy for v in g.value_info
+                                            if ctx.name(v.name) in graph.tensors}, source)
     graph.outputs = [ctx.name(v.name) for v in g.output]
     for value, name in zip(g.output, graph.outputs):
         dtype = graph.tensor(name).dtype
@@ -673,7 +805,12 @@ def import_model(model: onnx.ModelProto | str | os.PathLike, *,
             raise ModelError(f"{source}: output '{value.name}' is {dtype.numpy.name}; the generated code computes "
                              "float32 outputs only")
     _name_outputs(graph, [v.name for v in g.output])
-    return graph.prune().validate()
+    graph.prune().validate()
+    weights = sum(t.nbytes for t in graph.constants())
+    if weights > MAX_BYTES:
+        raise ModelError(f"{source}: the model's constants take {weights} bytes, more than a 32-bit size_t "
+                         f"addresses ({MAX_BYTES}); the model is too large for the generated code")
+    return graph
 
 
 def _name_outputs(graph: Graph, onnx_names: list[str]) -> None:

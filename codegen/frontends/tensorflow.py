@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ModelError, NeurogenError, UnsupportedOpsError
 from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layer, Layout, Tensor
 from ..shapes import infer
+from . import inputs as io_shapes
 from .onnx import _name_outputs
 
 INSTALL_HINT = "pip install 'neurogen[tf]'"
@@ -86,7 +87,9 @@ def _load_keras(path: Path) -> FrozenGraph:
     return _freeze(fn.get_concrete_function(*specs), None)
 
 
-def _load_saved_model(path: Path) -> FrozenGraph:
+def saved_model_signature(path: Path) -> tuple[Any, Any]:
+    """The loaded SavedModel and the function it serves: its `serving_default` signature, else its first
+    one. Keep the first alive while the function is used: it owns the variables the function reads."""
     tf = tensorflow()
     try:
         loaded = tf.saved_model.load(str(path))
@@ -96,10 +99,16 @@ def _load_saved_model(path: Path) -> FrozenGraph:
     if not signatures:
         raise ModelError(f"{path}: the SavedModel has no signatures; export it with model.export() "
                          "or tf.saved_model.save(..., signatures=...)")
-    function = signatures.get("serving_default") or signatures[sorted(signatures)[0]]
+    return loaded, signatures.get("serving_default") or signatures[sorted(signatures)[0]]
+
+
+def _load_saved_model(path: Path) -> FrozenGraph:
+    loaded, function = saved_model_signature(path)
     structured = function.structured_outputs
     names = sorted(structured) if isinstance(structured, dict) else None  # flattened in key order
-    return _freeze(function, names)
+    frozen = _freeze(function, names)
+    del loaded  # frozen: the variables are constants now
+    return frozen
 
 
 def _load_pb(path: Path) -> FrozenGraph:
@@ -669,20 +678,16 @@ def unsupported_ops(graph_def: Any) -> dict[str, list[str]]:
     return found
 
 
+def _declared_shape(node: Any) -> list[io_shapes.Dim] | None:
+    """A Placeholder's dims as the model declares them (-1 is free); None without a known rank."""
+    if "shape" not in node.attr or node.attr["shape"].shape.unknown_rank:
+        return None
+    return [int(d.size) if d.size >= 0 else io_shapes.UNKNOWN for d in node.attr["shape"].shape.dim]
+
+
 def _input_shape(ctx: Context, node: Any, given: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
-    if node.name in given:
-        return tuple(given[node.name])
-    dims = [int(d.size) for d in node.attr["shape"].shape.dim] if "shape" in node.attr else None
-    if dims is None or node.attr["shape"].shape.unknown_rank:
-        raise ModelError(f"{ctx.source}: input '{node.name}' has no shape; give one (in the model's own NHWC "
-                         f"order) with --input-shape {node.name}=D0,D1,...")
-    if dims and dims[0] < 0:
-        dims[0] = 1  # a free batch size compiles as batch 1
-    if any(d < 0 for d in dims):
-        shown = ",".join(str(d) if d >= 0 else "N" for d in dims)
-        raise ModelError(f"{ctx.source}: input '{node.name}' has dynamic dimensions; give their sizes "
-                         f"(in the model's own order) with --input-shape {node.name}={shown}")
-    return tuple(dims)
+    return io_shapes.resolve(ctx.source, node.name, _declared_shape(node), given.get(node.name),
+                             " (in the model's own NHWC order)")
 
 
 def _add_input(ctx: Context, node: Any, given: dict[str, tuple[int, ...]]) -> None:
@@ -738,10 +743,7 @@ def import_graph_def(frozen: FrozenGraph, *, source: str,
     if missing:
         raise UnsupportedOpsError(source, missing)
     given = dict(input_shapes or {})
-    unknown = set(given) - set(frozen.inputs)
-    if unknown:
-        raise ModelError(f"{source}: --input-shape names {sorted(unknown)}, but the model's inputs are "
-                         f"{frozen.inputs}")
+    io_shapes.check_names(source, given, frozen.inputs)
     graph = Graph(name=Path(source).stem or "model", tensors={}, layers=[], inputs=[], outputs=[])
     nodes = {n.name: n for n in frozen.graph_def.node}
     ctx = Context(graph, source, nodes)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ModelError, UnsupportedOpsError
 from ..ir import NO_ACTIVATION, Activation, DType, Graph, Layout, Tensor
+from . import inputs as io_shapes
 from . import tensorflow as tfe
 from .onnx import _name_outputs
 
@@ -294,6 +295,7 @@ def import_model(path: str | os.PathLike, *, input_shapes: dict[str, tuple[int, 
     graph = Graph(name=path.stem or "model", tensors={}, layers=[], inputs=[], outputs=[])
     ctx = tfe.Context(graph, source, {n.name: n for n in nodes})
     given = dict(input_shapes or {})
+    io_shapes.check_names(source, given, [keys[t] for t in sg.inputs])
     for i, tensor in enumerate(sg.tensors):
         try:
             value = _tensor_value(model, tensor)
@@ -316,13 +318,19 @@ def import_model(path: str | os.PathLike, *, input_shapes: dict[str, tuple[int, 
     return graph.prune().validate()
 
 
+def _declared_shape(tensor: Any) -> list[io_shapes.Dim]:
+    """An input's dims: the signature marks free ones -1 where `shape` holds a placeholder 1."""
+    shape = [int(d) for d in (tensor.shape if tensor.shape is not None else ())]
+    signature = tensor.shapeSignature
+    if signature is not None and len(signature) == len(shape):
+        shape = [int(d) for d in signature]
+    return [d if d > 0 else io_shapes.UNKNOWN for d in shape]
+
+
 def _add_input(ctx: tfe.Context, key: str, tensor: Any, given: dict[str, tuple[int, ...]]) -> None:
     if tensor.type != FLOAT32:
         raise ModelError(f"{ctx.source}: input '{key}' is not float32; only float32 models are supported")
-    shape = tuple(given.get(key, tuple(int(d) for d in tensor.shape)))
-    if any(d <= 0 for d in shape):
-        raise ModelError(f"{ctx.source}: input '{key}' has dynamic dimensions {shape}; give their sizes "
-                         f"(NHWC) with --input-shape {key}=D0,D1,...")
+    shape = io_shapes.resolve(ctx.source, key, _declared_shape(tensor), given.get(key), " (NHWC)")
     ir_shape = tuple(shape[p] for p in tfe.NHWC_TO_NCHW) if len(shape) == 4 else shape
     layout = Layout.NHWC if len(shape) == 4 else Layout.ANY
     ctx.graph.tensors[key] = Tensor(key, ir_shape, DType.F32, layout=layout)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..ir import Activation, Graph, Layer, Tensor
 from ..reference import evaluate_layer
+from ..shapes import conv_output_size
 
 Pass = Callable[[Graph], Graph]
 
@@ -194,6 +195,102 @@ def fuse_residual_add(graph: Graph) -> Graph:
     return g
 
 
+def _spatial_zero_pads(graph: Graph, pad: Layer) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) of a pad layer that only adds zeros around H and W of a 4-D tensor."""
+    a = pad.attrs
+    pads = tuple(a["pads"])
+    if a["mode"] != "constant" or a["value"] != 0.0 or len(graph.shape(pad.inputs[0])) != 4 or len(pads) != 8:
+        return None
+    if any(p < 0 for p in pads) or any(pads[i] for i in (0, 1, 4, 5)):
+        return None  # batch or channel padding, or cropping, is no convolution padding
+    return pads[2], pads[3], pads[6], pads[7]
+
+
+def _never_negative(graph: Graph, name: str) -> bool:
+    """Whether `name` is the output of an activation that cannot be negative (ReLU, ReLU6, Clip[>=0, ...], sigmoids)."""
+    producer = graph.producers().get(name)
+    if producer is None or producer.kind not in FUSES_ACTIVATION | {"activation"}:
+        return False
+    act = producer.activation
+    return act.kind in ("relu", "sigmoid", "hard_sigmoid") or (act.kind == "clip" and act.alpha >= 0.0)
+
+
+def _windows_see_input(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, out: int) -> bool:
+    """Whether each of the `out` windows along one axis has a tap inside the input, not only in padding."""
+    return all(any(0 <= o * stride - pad_begin + k * dilation < size for k in range(kernel)) for o in range(out))
+
+
+def _conv_pads(graph: Graph, conv: Layer, extra: tuple[int, int, int, int]) -> dict[str, object] | None:
+    """The convolution's attributes once it also pads by `extra`, while each side stays below the kernel span."""
+    pt, pl, pb, pr = (p + q for p, q in zip(conv.attrs["pads"], extra))
+    kh, kw = graph.shape(conv.inputs[1])[2:]
+    dh, dw = conv.attrs["dilations"]
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if max(pt, pb) >= span_h or max(pl, pr) >= span_w:
+        return None
+    return {"pads": (pt, pl, pb, pr)}
+
+
+def _pool_pads(graph: Graph, pool: Layer, x: str, extra: tuple[int, int, int, int]) -> dict[str, object] | None:
+    """The pool's attributes once it also pads `x` by `extra` zeros, where that computes the same values.
+
+    A max pool's own padding is ignored, not zero: the same only if x >= 0 (so the zeros never win) and
+    every window still has a tap on x. An average pool's must count as zeros do: count_include_pad, and
+    only if the pool had no padding of its own or counted it already.
+    """
+    a = pool.attrs
+    pads = tuple(p + q for p, q in zip(a["pads"], extra))
+    if a["mode"] == "max" and _never_negative(graph, x):
+        changes: dict[str, object] = {"pads": pads}
+    elif a["mode"] == "avg" and (a["count_include_pad"] or not any(a["pads"])):
+        changes = {"pads": pads, "count_include_pad": True}
+    else:
+        return None
+    # An average needs no tap on x to be exact, but the routines are tested in that regime.
+    ceil = a.get("ceil_mode", False)
+    for axis in (0, 1):
+        size, out = graph.shape(x)[2 + axis], graph.shape(pool.outputs[0])[2 + axis]
+        kernel, stride, dilation = a["kernel"][axis], a["strides"][axis], a["dilations"][axis]
+        begin, end = pads[axis], pads[axis + 2]
+        # Ceil mode drops a last window that starts in the end padding: it must drop the same ones.
+        if conv_output_size(size, kernel, stride, begin, end, dilation, ceil) != out:
+            return None
+        if not _windows_see_input(size, kernel, stride, dilation, begin, out):
+            return None
+    return changes
+
+
+def fold_pad(graph: Graph) -> Graph:
+    """Pad(zeros, H/W only) -> conv2d or pool2d: the reader pads its input itself (no padded copy, no NCHW detour).
+
+    Into a convolution, with each side kept below the kernel's span, the regime every convolution routine is
+    tested in; into a pool only where its padding computes what explicit zeros do (see _pool_pads).
+    """
+    g = graph.copy()
+    for pad in list(g.layers):
+        if pad.kind != "pad":
+            continue
+        extra = _spatial_zero_pads(g, pad)
+        reader = _sole_consumer(g, pad.outputs[0])
+        if extra is None or reader is None:
+            continue
+        if reader.inputs[0] != pad.outputs[0] or reader.inputs.count(pad.outputs[0]) != 1:
+            continue  # the padded tensor is the residual operand, not the convolved one
+        if reader.kind == "conv2d":
+            changes = _conv_pads(g, reader, extra)
+        elif reader.kind == "pool2d":
+            changes = _pool_pads(g, reader, pad.inputs[0], extra)
+        else:
+            continue
+        if changes is None:
+            continue
+        reader.attrs.update(changes)
+        reader.inputs[0] = pad.inputs[0]
+        g.layers.remove(pad)
+        del g.tensors[pad.outputs[0]]
+    return g
+
+
 def canonicalize(graph: Graph) -> Graph:
     """Rewrite equivalent forms to the one the routines know: spatial means -> global_avgpool."""
     g = graph.copy()
@@ -231,6 +328,7 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (
     fold_constants,
     remove_identities,
     canonicalize,
+    fold_pad,
     fold_batchnorm,
     fuse_hard_swish,
     fuse_residual_add,

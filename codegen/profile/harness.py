@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from ..record import canonical
 from ..routines import RoutineInstance
 from ..selection import Selection, adapt_routine, reference_selection
 from ..targets import Target
-from .runners import Runner, Session
+from .runners import Runner, RunnerError, RunResult, Session, failure_message
 
 TOLERANCE = 1e-4  # max |error| / max |reference| for an instance's time to count
 
@@ -48,6 +50,9 @@ class Settings:
     cold_weights: bool | None = None
     # Threads each instance runs on (routines that split their work use them all).
     threads: int = 1
+    # Items per benchmark program (whole layers: a layer's candidates share one). Each program's results
+    # are stored as soon as it ends, so a fault loses at most one batch.
+    batch_items: int = 160
 
 
 @dataclass(frozen=True)
@@ -229,27 +234,123 @@ def build_bench(items: list[Item], target: Target, workdir: Path, threads: int =
     return program, weights_path
 
 
-def parse(stdout: str) -> dict[str, Measurement]:
-    results = {}
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
+# A line of ours starts like this (main.c.j2's report()); any other line is someone else's (a board's
+# login banner, a shell's message) and is skipped: results are matched by key, so one it hides is missing.
+_RESULT_LINE = re.compile(r'\s*\{\s*"key"\s*:')
+_KEY = re.compile(r'"key"\s*:\s*"([^"\\]*)"')
+# printf's %e writes inf and nan, which JSON spells Infinity and NaN (a routine that outputs NaN has error inf).
+_C_SPECIAL = re.compile(r'(:\s*)(-?)(inf(?:inity)?|nan)\b', re.IGNORECASE)
+_TIMES = ("median_us", "min_us", "max_us", "mad_us")
+SHOWN_CHARS = 200  # of a malformed line or of the output, in an error message
+
+
+def describe(item: Item) -> str:
+    """An item for messages: the routine instance and its layer (a model's name, so quoted and cut)."""
+    name = item.layer.name
+    return f"{item.selection.key} on layer {(name[:80] + '...' if len(name) > 80 else name)!r}"
+
+
+def shown(text: str) -> str:
+    """The start of what the program printed, escaped (a cut line or binary junk stays readable)."""
+    return repr(text[:SHOWN_CHARS]) + (f" ... ({len(text)} characters in all)" if len(text) > SHOWN_CHARS else "")
+
+
+def _number(data: dict[str, Any], field: str) -> float:
+    value = data[field]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f'"{field}" is {value!r}, not a number')
+    return float(value)
+
+
+def parse_line(line: str) -> Measurement:
+    """One result line; ValueError saying what is wrong with it."""
+    try:
+        data = json.loads(_C_SPECIAL.sub(lambda m: m.group(1) + ("NaN" if m.group(3).lower() == "nan" else
+                                                                  m.group(2) + "Infinity"), line))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not complete JSON ({e.msg}, character {e.pos})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    absent = [f for f in ("key", "ok", "error", *_TIMES, "reps") if f not in data]
+    if absent:
+        raise ValueError(f"missing {', '.join(absent)}")
+    key, ok, reps = data["key"], data["ok"], data["reps"]
+    if not isinstance(key, str):
+        raise ValueError(f'"key" is {key!r}, not a string')
+    if ok not in (0, 1) or isinstance(ok, float):
+        raise ValueError(f'"ok" is {ok!r}, not 0 or 1')
+    if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+        raise ValueError(f'"reps" is {reps!r}, not a positive whole number')
+    error = _number(data, "error")
+    if not error >= 0:  # also NaN
+        raise ValueError(f'"error" is {error!r}, not a relative error')
+    median, low, high, mad = (_number(data, f) for f in _TIMES)
+    if not all(math.isfinite(t) and t >= 0 for t in (median, low, high, mad)) or not low <= median <= high:
+        raise ValueError(f"its times are not 0 <= min_us <= median_us <= max_us (min {low}, median {median}, "
+                         f"max {high}, mad {mad})")
+    return Measurement(key, bool(ok), error, median, low, high, mad, reps)
+
+
+def _read(stdout: str, by_key: dict[str, Item]) -> Iterator[tuple[int, str, Measurement | str]]:
+    """(line number, line, its measurement or what is wrong with it) for each line of ours."""
+    for number, line in enumerate(stdout.splitlines(), 1):
+        if not _RESULT_LINE.match(line):
             continue
-        data = json.loads(line)
-        results[data["key"]] = Measurement(data["key"], bool(data["ok"]), float(data["error"]),
-                                           float(data["median_us"]), float(data["min_us"]),
-                                           float(data["max_us"]), float(data["mad_us"]), int(data["reps"]))
+        try:
+            m = parse_line(line)
+        except ValueError as e:
+            yield number, line, str(e)
+            continue
+        yield number, line, m if m.key in by_key else f"the result of {m.key!r}, which this program does not measure"
+
+
+def parse(stdout: str, batch: Sequence[Item], where: str = "the target") -> dict[str, Measurement]:
+    """The measurement of every item of `batch` from its program's output; RunnerError naming the routine
+    instance and showing what was received when a line of ours cannot be read or a result is missing."""
+    by_key = {item.key: item for item in batch}
+    results: dict[str, Measurement] = {}
+    last: Item | None = None
+    for number, line, got in _read(stdout, by_key):
+        if isinstance(got, str):
+            found = _KEY.search(line)
+            item = by_key.get(found.group(1)) if found else None
+            whose = (f"the result of {describe(item)}" if item else
+                     f"the line after the result of {describe(last)}" if last else "the first result line")
+            raise RunnerError(f"the profiling program's output on {where} cannot be read: {whose} (output line "
+                              f"{number}) is {got}. The line begins {shown(line)}. Something cut or altered the "
+                              "output (a dropped connection, a shell printing into it); run again, and if it "
+                              "persists, run the program by hand on the target.")
+        results[got.key] = got
+        last = by_key[got.key]
+    missing = [item for item in batch if item.key not in results]
+    if missing:
+        more = f" and {len(missing) - 1} other routine instance(s)" if len(missing) > 1 else ""
+        after = f" (the last result read was that of {describe(last)})" if last else " (it reported none)"
+        raise RunnerError(f"the profiling program on {where} reported no result for {describe(missing[0])}{more}"
+                          f"{after}. Its output begins {shown(stdout)}.")
     return results
 
 
+def readable(stdout: str, batch: Sequence[Item]) -> dict[str, Measurement]:
+    """The results of the whole layers that could be read from the output of a program that failed part
+    way. A layer that lacks some is left out: measuring its rest again needs its reference again."""
+    by_key = {item.key: item for item in batch}
+    found = {got.key: got for _, _, got in _read(stdout, by_key) if not isinstance(got, str)}
+    complete = {}
+    for group in _ordered(batch):
+        if all(item.key in found for item in group):
+            complete.update({item.key: found[item.key] for item in group})
+    return complete
+
+
 def run_bench(session: Session, program: Path, weights: Path, settings: Settings,
-              timeout: float = 1800) -> dict[str, Measurement]:
+              timeout: float = 1800) -> RunResult:
+    """Copy a benchmark program and its weights to the target and run it there (a failure is a result)."""
     remote_program = session.put(program, executable=True)
     remote_weights = session.put(weights)
-    result = session.run([remote_program, remote_weights, str(settings.min_reps), str(settings.max_reps),
-                          str(settings.min_seconds), str(settings.evict_bytes), str(int(bool(settings.cold_weights)))],
-                         timeout=timeout)
-    session.check(result, "the profiling program")
-    return parse(result.stdout)
+    return session.run([remote_program, remote_weights, str(settings.min_reps), str(settings.max_reps),
+                        str(settings.min_seconds), str(settings.evict_bytes), str(int(bool(settings.cold_weights)))],
+                       timeout=timeout)
 
 
 def batches(items: list[Item], max_items: int) -> list[list[Item]]:
@@ -263,27 +364,34 @@ def batches(items: list[Item], max_items: int) -> list[list[Item]]:
 
 
 def profile(items: list[Item], target: Target, runner: Runner, *, settings: Settings | None = None,
-            max_items: int = 160, on_batch: Callable[[int, int, int], Any] | None = None,
-            ) -> dict[str, Measurement]:
-    """Build and run benchmark programs for `items` on the target; measurements by item key.
+            on_batch: Callable[[int, int, int], Any] | None = None,
+            on_measured: Callable[[dict[str, Measurement]], Any] | None = None) -> dict[str, Measurement]:
+    """Build and run benchmark programs for `items` on the target, `settings.batch_items` per program;
+    measurements by item key.
 
-    `on_batch(done_items, total_items, batch_index)` is called after each batch (for progress).
+    `on_measured(measurements)` gets each batch's measurements as soon as they are read (to store them, so
+    a fault in a later batch loses none), and the readable ones of a batch whose program failed before
+    the error is raised. `on_batch(done_items, total_items, batch_index)` is called after each batch.
     """
     settings = settings or Settings()
     results: dict[str, Measurement] = {}
-    todo = batches(items, max_items)
+    todo = batches(items, settings.batch_items)
     done = 0
     with tempfile.TemporaryDirectory(prefix="neurogen-bench-") as tmp, runner.session() as session:
         for b, batch in enumerate(todo):
             workdir = Path(tmp) / f"batch{b}"
             program, weights = build_bench(batch, target, workdir, settings.threads)
-            measured = run_bench(session, program, weights, settings)
-            missing = [it.key for it in batch if it.key not in measured]
-            if missing:
-                raise NeurogenError(f"the profiling program reported no result for {missing[0]}")
+            result = run_bench(session, program, weights, settings)
+            if failure_message(result, "the profiling program", session.where):
+                partial = readable(result.stdout, batch)
+                if partial and on_measured:
+                    on_measured(partial)
+                session.check(result, "the profiling program")
+            measured = parse(result.stdout, batch, session.where)
+            if on_measured:
+                on_measured(measured)
             results.update(measured)
             done += len(batch)
             if on_batch:
                 on_batch(done, len(items), b)
     return results
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -200,7 +201,9 @@ _SSH_PATTERNS: list[tuple[SshProblem, re.Pattern[str]]] = [
                                r"Connection timed out|Operation timed out|timed out during banner exchange")),
     ("key_refused", re.compile(r"Permission denied \([^)]*\)")),  # the auth-method list tells it from file errors
     ("host_key", re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED")),
-    ("connection_lost", re.compile(r"Connection (closed|reset) by|Broken pipe|client_loop: send disconnect")),
+    ("connection_lost", re.compile(r"Connection (closed|reset) by|Connection to \S+ closed|Broken pipe|"
+                                   r"client_loop: send disconnect|read from master failed|"
+                                   r"Connection (reset|timed out)|Timeout, server \S+ not responding")),
 ]
 
 
@@ -214,7 +217,7 @@ def classify_ssh_error(stderr: str) -> tuple[SshProblem, str] | None:
 
 
 def ssh_error_message(kind: SshProblem, line: str, *, host: str, port: int | None,
-                      remote_dir: str | None = None) -> str:
+                      remote_dir: str | None = None, doing: str | None = None) -> str:
     """A message for a classified SSH problem that says what to do about it."""
     line = line.rstrip(".")  # it becomes part of our sentence
     found = re.search(r"connect to host (\S+) port (\d+)", line)
@@ -238,7 +241,8 @@ def ssh_error_message(kind: SshProblem, line: str, *, host: str, port: int | Non
         return (f"the remote disk is full (or a quota or file-size limit applies): no space left in "
                 f"{remote_dir or 'the work folder'} on {host} ({line}). Free space on the target or set remote_tmp "
                 "in the [runner] table to a folder with room.")
-    return f"the SSH connection to {at} was lost: {line}. Check the host and the network, then run again."
+    while_ = f" while {doing}" if doing else ""
+    return f"the SSH connection to {at} was lost{while_}: {line}. Check the host and the network, then run again."
 
 
 class SshRunner(Runner):
@@ -295,7 +299,10 @@ class SshRunner(Runner):
 
 # Run the program as a background job so its pid can be written down and a timed-out program killed; `wait`
 # then gives 128+N for a death by signal N. Positional parameters carry the words, so no quoting is needed.
-_RUN_SCRIPT = 'cd "$1" && shift && { "$@" & echo $! > .run.pid; wait $!; }'
+# ssh exits with 255 for its own errors: a program that exits with 255 itself says so on a last stderr line.
+_EXIT_255 = "neurogen: the program exited with code 255"
+_RUN_SCRIPT = ('cd "$1" && shift && { "$@" & echo $! > .run.pid; wait $!; s=$?; '
+               f'[ $s -ne 255 ] || echo "{_EXIT_255}" >&2; exit $s; }}')
 # `|| exit` keeps the shell from exec'ing cat, so a death by SIGXFSZ shows as status 128+25; a partial file is removed.
 _PUT_SCRIPT = 'export LC_ALL=C; cat > "$1" || { s=$?; rm -f "$1"; exit $s; }; [ -z "$2" ] || chmod +x "$1"'
 
@@ -312,10 +319,21 @@ class _SshSession(Session):
         return ["ssh", *self.runner.ssh_args(self.control_path), self.runner.host, shlex.join(words)]
 
     def _raise_if_ssh_failed(self, proc: subprocess.CompletedProcess[str], doing: str) -> None:
-        """Raise for an SSH-level failure (exit status 255 with a message ssh recognisably wrote)."""
+        """Raise for an SSH-level failure: exit status 255, which ssh gives for its own errors. `doing` says
+        what the call was for ("uploading weights.bin ..."), for the message."""
+        if proc.returncode != 255:
+            return
         problem = classify_ssh_error(proc.stderr)
-        if proc.returncode == 255 and problem:
-            raise RunnerError(f"{doing}: " + ssh_error_message(*problem, host=self.runner.host, port=self.runner.port))
+        # Inside a session that was open, a connection that ends or is refused was lost (sshd stopped, the
+        # board rebooted, the network dropped); ssh may also die without a word.
+        if problem is None or problem[0] == "connection_lost" or (self.workdir and problem[0] == "unreachable"):
+            lines = proc.stderr.strip().splitlines()
+            line = lines[-1].strip() if lines else "ssh exited with code 255 and no message"
+            raise RunnerError(ssh_error_message("connection_lost", line, host=self.runner.host,
+                                                port=self.runner.port, doing=f"{doing} on {self.where}"))
+        raise RunnerError(f"{doing} on {self.where} failed: " +
+                          ssh_error_message(*problem, host=self.runner.host, port=self.runner.port,
+                                            remote_dir=self.workdir or self.runner.remote_tmp))
 
     def _ssh(self, words: Sequence[str], *, timeout: float, stdin: Any = subprocess.DEVNULL,
              ) -> subprocess.CompletedProcess[str]:
@@ -341,7 +359,7 @@ class _SshSession(Session):
             out.seek(0)
             err.seek(0)
             result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-        self._raise_if_ssh_failed(result, f"cannot open a session on {self.where}")
+        self._raise_if_ssh_failed(result, f"creating a work folder under {self.runner.remote_tmp}")
         lines = result.stdout.strip().splitlines()
         workdir = lines[-1].strip() if lines else ""  # the last line: login scripts may print banners first
         if result.returncode != 0 or not workdir.startswith(self.runner.remote_tmp.rstrip("/") + "/neurogen."):
@@ -359,6 +377,7 @@ class _SshSession(Session):
         if self.workdir:
             try:
                 proc = self._ssh(["rm", "-rf", "--", self.workdir], timeout=60)
+                self._raise_if_ssh_failed(proc, f"removing the work folder {self.workdir}")
                 if proc.returncode != 0:
                     warnings.warn(f"could not remove {self.workdir} on {self.where}: {proc.stderr.strip()}",
                                   stacklevel=3)
@@ -371,14 +390,19 @@ class _SshSession(Session):
     def put(self, local: Path, executable: bool = False) -> str:
         local = Path(local)
         remote = f"{self.workdir}/{local.name}"
+        uploading = f"uploading {local.name} ({local.stat().st_size} bytes) to {self.workdir}"
         doing = f"cannot upload {local.name} ({local.stat().st_size} bytes) to {self.workdir} on {self.where}"
         # `cat` over the master connection: needs no sftp-server or scp on the board, and errors are plain errno text.
         with open(local, "rb") as data:
-            proc = self._ssh(["sh", "-c", _PUT_SCRIPT, "sh", remote, "x" if executable else ""], stdin=data,
-                             timeout=600)
+            try:
+                proc = self._ssh(["sh", "-c", _PUT_SCRIPT, "sh", remote, "x" if executable else ""], stdin=data,
+                                 timeout=600)
+            except subprocess.TimeoutExpired:
+                raise RunnerError(f"{doing}: no end within 600 s; the connection is stalled or very slow. Check "
+                                  "the network and the host, then run again.") from None
         if proc.returncode == 0:
             return remote
-        self._raise_if_ssh_failed(proc, doing)
+        self._raise_if_ssh_failed(proc, uploading)
         problem = classify_ssh_error(proc.stderr)
         if proc.returncode == 128 + signal.SIGXFSZ:  # the shell's code for cat killed by the file-size limit
             problem = ("disk_full", "file size limit exceeded")
@@ -396,13 +420,17 @@ class _SshSession(Session):
             self._kill_remote()
             return RunResult(-signal.SIGKILL, _text(e.stdout), _text(e.stderr), time.monotonic() - start, True)
         seconds = time.monotonic() - start
-        self._raise_if_ssh_failed(proc, f"cannot run {argv[0]} on {self.where}")
+        stderr = proc.stderr
+        if proc.returncode == 255 and stderr.rstrip().endswith(_EXIT_255):
+            stderr = stderr.rstrip()[: -len(_EXIT_255)]  # the program's own code, not ssh's
+        else:
+            self._raise_if_ssh_failed(proc, f"running {os.path.basename(argv[0])}")
         returncode = proc.returncode
         if 128 < returncode <= 128 + 64:
             # The remote shell reports a death by signal N as 128+N. A program that exits with such a code
             # itself reads the same; like shells, take it as the signal.
             returncode = 128 - returncode
-        return RunResult(returncode, proc.stdout, proc.stderr, seconds)
+        return RunResult(returncode, proc.stdout, stderr, seconds)
 
     def _kill_remote(self) -> None:
         """Stop a timed-out program: closing our ssh client leaves it running on the target."""
@@ -421,11 +449,55 @@ _COMMON_KEYS = {"kind", "prefix"}
 _SSH_KEYS = _COMMON_KEYS | {"host", "user", "port", "identity_file", "options", "remote_tmp", "connect_timeout"}
 
 
+# CPU families whose programs run on each other's machines (a 64-bit x86 runs i686 code, and so on).
+_FAMILIES = {"x86_64": "x86", "amd64": "x86", "x64": "x86", "i386": "x86", "i486": "x86", "i586": "x86",
+             "i686": "x86", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def cpu_family(arch: str) -> str:
+    """x86, arm64, arm, or the architecture's own name: what runs the same programs."""
+    arch = arch.lower()
+    return _FAMILIES.get(arch, "arm" if arch.startswith("arm") else arch)
+
+
+def compiler_machine(cc: str) -> str | None:
+    """The target triple `cc -dumpmachine` prints (gcc and clang), or None when it cannot tell."""
+    try:
+        proc = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    triple = proc.stdout.strip()
+    return triple if proc.returncode == 0 and triple else None
+
+
+def no_runner_reason(spec: dict[str, Any], cc: str) -> str | None:
+    """Why a target with this [runner] table and compiler cannot run benchmark programs; None when it can.
+
+    kind = "none" says so. A local runner without a prefix (also what a target without a [runner] table
+    gets) runs programs on this machine, which a compiler for another CPU or for bare metal cannot feed."""
+    kind = spec.get("kind", "local")
+    if kind == "none":
+        return 'its [runner] kind is "none"'
+    if kind != "local" or spec.get("prefix"):
+        return None
+    triple = compiler_machine(cc)
+    here = platform.machine()
+    if triple is None or not here or cpu_family(triple.split("-")[0]) == cpu_family(here):
+        return None  # a missing compiler is reported by the build, with its own message
+    return (f"its compiler {os.path.basename(cc)} builds for {triple}, which this machine ({here}) cannot run, "
+            "and its [runner] table names no emulator (prefix) or device (ssh)")
+
+
 def make_runner(spec: dict[str, Any]) -> Runner:
     """A runner from a target's [runner] table, e.g. {"kind": "ssh", "host": "board", "prefix": ["qemu-aarch64"]}."""
     kind = spec.get("kind", "local")
+    if kind == "none":
+        raise TargetError('[runner] kind "none": this target cannot run programs, so nothing can be '
+                          "profiled on it; compile with --reference, or with --record a tuning record made on the "
+                          "device")
     if kind not in ("local", "qemu", "ssh"):
-        raise TargetError(f"[runner] kind {kind!r} is unknown: use \"local\", \"qemu\" or \"ssh\".")
+        raise TargetError(f"[runner] kind {kind!r} is unknown: use \"local\", \"qemu\", \"ssh\" or \"none\" "
+                          "(a target that cannot run programs).")
     allowed = _SSH_KEYS if kind == "ssh" else _COMMON_KEYS
     for key in spec:
         if key not in allowed:

@@ -38,10 +38,10 @@ def _model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
     return model
 
 
-def _conv_model(batch: int | str = 1) -> onnx.ModelProto:
+def _conv_model(batch: int | str = 1, height: int | str = 8) -> onnx.ModelProto:
     w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
     return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv0")],
-                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, height, 8])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
 
 
@@ -87,10 +87,10 @@ def test_unknown_ops_are_all_listed_before_any_work(tmp_path):
 
 def test_dynamic_shape_needs_a_size(tmp_path):
     path = tmp_path / "dynamic.onnx"
-    onnx.save(_conv_model(batch="N"), str(path))
+    onnx.save(_conv_model(batch="N", height="H"), str(path))  # a free batch compiles as 1; a free height cannot
     out = tmp_path / "out"
     assert_clean_failure(neurogen("compile", str(path), "-o", str(out)),
-                         "input 'x' has a dynamic dimension 'N'", "--input-shape x=N,3,8,8")
+                         "input 'x'", "axis 2 ('H')", "--input-shape x=1,3,N,8")
     assert_no_output(out)
     ok = neurogen("compile", str(path), "-o", str(out), "--input-shape", "x=2,3,8,8", "-q")
     assert ok.returncode == 0, ok.stderr
@@ -164,3 +164,37 @@ def test_every_command_has_help():
     for command in ("compile", "run", "verify", "inspect", "targets", "routines"):
         proc = neurogen(command, "--help")
         assert proc.returncode == 0 and "usage: neurogen" in proc.stdout, command
+
+
+def _conv_attrs_model(**attrs) -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    b = numpy_helper.from_array(np.ones(attrs.pop("bias", 4), np.float32), "b")
+    return _model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv0", **attrs)],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
+
+
+@pytest.mark.parametrize("model, phrases", [
+    (_conv_attrs_model(stride=[2, 2]), ["node 'conv0' (Conv)", "unknown attribute 'stride'", "'strides'"]),
+    (_conv_attrs_model(bias=2), ["node 'conv0' (Conv)", "bias 'b'", "(2,)", "(4,)"]),
+    (_conv_attrs_model(strides=[0, 1]), ["strides", "positive"]),
+    (_conv_attrs_model(auto_pad="VALID", pads=[1, 1, 1, 1]), ["node 'conv0' (Conv)", "both auto_pad"]),
+], ids=["misspelt-attribute", "short-bias", "zero-stride", "auto_pad-and-pads"])
+def test_an_invalid_model_is_refused_before_any_work(tmp_path, model, phrases):
+    path = tmp_path / "invalid.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "out"
+    assert_clean_failure(neurogen("compile", str(path), "-o", str(out)), str(path), *phrases)
+    assert_no_output(out)
+
+
+def test_hostile_external_data_info_is_refused(tmp_path):
+    path = tmp_path / "external.onnx"
+    onnx.save(_conv_model(), str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
+    model = onnx.load(str(path), load_external_data=False)
+    offset = [e for e in model.graph.initializer[0].external_data if e.key == "offset"]
+    (offset[0] if offset else model.graph.initializer[0].external_data.add(key="offset")).value = "-8"
+    onnx.save(model, str(path))
+    out = tmp_path / "out"
+    assert_clean_failure(neurogen("compile", str(path), "-o", str(out)), "tensor 'w'", "offset '-8'")
+    assert_no_output(out)

@@ -53,6 +53,11 @@ def test_matches_tensorflow(network, fmt, tmp_path):
             assert consumer.kind == "reshape" and len(graph.shape(consumer.outputs[0])) == 2, layer.name
     assert sum(layer.kind == "transpose" for layer in graph.layers) == (1 if name == "vgg16" else 0)
     assert "scale_shift" not in kinds, "every BatchNorm folds into its convolution"
+    # ZeroPadding2D folds into the convolution after it, and ResNet50's (after a ReLU) into its max pool.
+    assert "pad" not in kinds, "every ZeroPadding2D folds into the layer after it"
+    if name == "resnet50":
+        (pool,) = [layer for layer in graph.layers if layer.kind == "pool2d"]
+        assert pool.attrs["mode"] == "max" and pool.attrs["pads"] == (1, 1, 1, 1)
     assert graph.tensor(graph.inputs[0]).layout is Layout.NHWC
 
     project = codegen.compile_model(path, tmp_path / name, name=name, reference=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -149,3 +151,51 @@ def start_sshd(folder: Path, wrapper: Sequence[str] = ()) -> Sshd:
             pytest.fail(f"sshd did not start: {server.log.read_text() if server.log.exists() else 'no log'}")
         time.sleep(0.02)
     return server
+
+
+def script(path: Path, body: str) -> Path:
+    """An executable sh script: a real program to name as a runner's prefix (it ends with `exec "$@"` or
+    runs "$@" itself)."""
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body).lstrip())
+    path.chmod(0o755)
+    return path
+
+
+def on_call(path: Path, counter: Path, n: int, action: str) -> Path:
+    """A prefix that counts its calls (one per benchmark program run) in `counter` and on call `n` runs the
+    sh commands `action` instead of the program; every other call runs it."""
+    return script(path, f"""
+        n=$(( $(cat {shlex.quote(str(counter))} 2>/dev/null || echo 0) + 1 ))
+        echo "$n" > {shlex.quote(str(counter))}
+        if [ "$n" -eq {n} ]; then {action}; fi
+        exec "$@"
+    """)
+
+
+def calls(counter: Path) -> int:
+    return int(counter.read_text()) if counter.exists() else 0
+
+
+def kill_my_ssh_session(listener: int) -> str:
+    """sh commands, run on the (loopback) SSH host under sshd, that kill the sshd processes serving this
+    connection (not the listener), as a dropped network or a rebooting board would end it."""
+    return (f'p=$$; while [ "$p" -gt 1 ]; do case "$(cat /proc/$p/comm)" in sshd*) [ "$p" = {listener} ] || '
+            'kill -KILL "$p";; esac; p=$(cut -d" " -f4 /proc/$p/stat); done; sleep 2; exit 1')
+
+
+def drop_connections(server: Sshd) -> None:
+    """Stop `server` and cut every connection it serves: what a board that goes away looks like."""
+    listener = int(server.pid_file.read_text())
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                if _parent(p) == listener]
+    server.stop()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _parent(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -33,6 +33,9 @@ SAMPLES = {
     "cat: write error: Disk quota exceeded": "disk_full",
     "Connection closed by 10.0.0.2 port 22": "connection_lost",
     "client_loop: send disconnect: Broken pipe": "connection_lost",
+    "Connection to 10.0.0.2 closed by remote host.": "connection_lost",
+    "mux_client_request_session: read from master failed: Broken pipe": "connection_lost",
+    "Timeout, server 10.0.0.2 not responding.": "connection_lost",
 }
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_kit import free_port, keygen, running, start_sshd
+from runner_kit import drop_connections, free_port, keygen, running, start_sshd
 
 from codegen.profile.runners import RunnerError, SshRunner, make_runner
 
@@ -133,3 +133,32 @@ def test_full_disk_by_file_size_limit(tmp_path_factory, tmp_path):
             session.put(big)
     finally:
         server.stop()
+
+
+def test_lost_connection_is_named_at_every_step(tmp_path_factory, hello):
+    """The board goes away mid-session (sshd stopped, its connections cut): upload, run and clean-up each
+    say the connection to that host was lost and what they were doing, not `exit code 255`."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd-drop"))
+    lost = rf"the SSH connection to 127\.0\.0\.1 port {server.port} was lost while "
+    try:
+        with pytest.warns(UserWarning, match=lost + "removing the work folder /tmp/neurogen"), \
+                server.runner().session() as session:
+            program = session.put(hello, executable=True)
+            session.check(session.run([program]), "hello")
+            drop_connections(server)
+            with pytest.raises(RunnerError, match=lost + rf"uploading hello \(\d+ bytes\) to {session.workdir} on "
+                               rf"ssh 127\.0\.0\.1:{server.port}: .*Check the host and the network") as error:
+                session.put(hello)
+            assert "exit code 255" not in str(error.value)
+            with pytest.raises(RunnerError, match=lost + "running hello on ssh 127"):
+                session.run([program])
+    finally:
+        server.stop()
+
+
+def test_a_program_that_exits_255_is_not_a_lost_connection(sshd):
+    with sshd.runner().session() as session:
+        result = session.run(["sh", "-c", "echo oops >&2; exit 255"])
+        assert (result.returncode, result.stderr) == (255, "oops\n")
+        with pytest.raises(RunnerError, match="exited with code 255(.|\n)*oops"):
+            session.check(result, "the program")

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from runner_kit import require
+import pytest
+from runner_kit import calls, kill_my_ssh_session, on_call, require
 
 import codegen
 from codegen import zoo
 from codegen.profile.cache import ProfileCache
-from codegen.profile.harness import Settings
+from codegen.profile.harness import Settings, batches
+from codegen.profile.runners import RunnerError
+from codegen.targets import load as load_target
+from codegen.tune import candidates, with_references
 
 
 def _target_file(folder: Path, sshd, *, port: int | None = None) -> Path:
@@ -90,3 +94,55 @@ def test_unreachable_board_is_a_clear_error(sshd, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "127.0.0.1" in proc.stderr and "neurogen: error:" in proc.stderr
     assert not (tmp_path / "t.json").exists()
+
+
+def _host_over_ssh(folder: Path, sshd, wrapper: Path) -> Path:
+    """This machine as an SSH board: built with the host compiler, run over loopback SSH under `wrapper`."""
+    options = ", ".join(json.dumps(o) for o in sshd.options)
+    path = folder / "ssh-host.toml"
+    path.write_text(f"""
+name = "ssh-host"
+[toolchain]
+cc = "cc"
+cflags = ["-O2"]
+libs = ["-lm"]
+[features]
+isa = ["detect"]
+[runner]
+kind = "ssh"
+host = "127.0.0.1"
+port = {sshd.port}
+identity_file = "{sshd.key}"
+options = [{options}]
+prefix = ["{wrapper}"]
+""")
+    return path
+
+
+def test_connection_killed_in_the_second_batch_then_tuning_again_measures_only_the_rest(sshd, tmp_path):
+    """The board's sshd session is killed while the second benchmark program runs (the connection drops):
+    the first batch is already in the cache, the error says the connection was lost, and tuning again
+    measures only what the first run had not stored."""
+    model_path = tmp_path / "tiny.onnx"
+    onnx.save(zoo.build("tiny_cnn", resolution=16), str(model_path))
+    counter = tmp_path / "calls"
+    wrapper = on_call(tmp_path / "wrapper", counter, 2, kill_my_ssh_session(int(sshd.pid_file.read_text())))
+    toml = str(_host_over_ssh(tmp_path, sshd, wrapper))
+    target = load_target(toml)
+    settings = Settings(min_reps=1, max_reps=2, min_seconds=0.0, batch_items=50)
+    items = with_references(candidates(codegen.compiler.import_model(model_path), target).items())
+    first, *more = batches(items, 50)
+    assert len(more) >= 2
+    cache = ProfileCache(tmp_path / "cache.sqlite")
+    with pytest.raises(RunnerError, match=rf"(?s)the SSH connection to 127\.0\.0\.1 port {sshd.port} was lost while "
+                                          rf"running bench on ssh 127\.0\.0\.1:{sshd.port} via wrapper: .*"
+                                          rf"{len(first)} of the {len(items)} measurement\(s\) were stored"):
+        codegen.compiler.tune_model(model_path, target=toml, cache=cache, settings=settings)
+    assert calls(counter) == 2 and cache.count() == len(first)
+    logins = sshd.logins()
+    record = codegen.compiler.tune_model(model_path, target=toml, cache=cache, settings=settings)
+    assert record["profiling"]["measured"] == len(items) - len(first)
+    stored = {item.key for item in first}
+    rest = [item for item in items if item.key not in stored]
+    assert calls(counter) == 2 + len(batches(rest, 50)) and sshd.logins() == logins + 1
+    assert cache.count() == len(items)

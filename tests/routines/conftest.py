@@ -64,3 +64,30 @@ class FamilyBuilds:
 @pytest.fixture(scope="session")
 def builds(tmp_path_factory) -> FamilyBuilds:
     return FamilyBuilds(tmp_path_factory.mktemp("routine_families"))
+
+
+def xdist_group_of(nodeid: str, callspec: dict[str, Any]) -> str | None:
+    """The pytest-xdist group of a routine test: the tests that share one session-wide build (a family and a
+    compiler, shared or sanitized; the NEON module's cross builds) run on one worker, so that each build
+    is made once however many workers there are (`pytest -n 2 --dist loadgroup`, as `make test` runs)."""
+    family, cc = callspec.get("family"), callspec.get("cc")
+    name = nodeid.split("::")[-1].split("[")[0]
+    if "test_neon.py" in nodeid:
+        return "neon"
+    if name == "test_family_under_sanitizers":
+        return f"{family}-{cc}-sanitized"
+    if name == "test_routines_do_not_read_stale_arena_or_output_memory":
+        return f"{family}-gcc"  # the gcc shared library of test_<family>[*-gcc]
+    if name.startswith("test_") and name[5:] in FAMILIES and cc:
+        return f"{name[5:]}-{cc}"
+    if name == "test_every_registered_routine_is_exercised":
+        return "conv-gcc"  # generates every family's gcc project; conv's is the one that takes long
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        group = xdist_group_of(item.nodeid, dict(callspec.params) if callspec else {})
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

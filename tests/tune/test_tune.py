@@ -21,12 +21,14 @@ from codegen.compiler import import_model, tune_model
 from codegen.errors import TargetError
 from codegen.ir import DType, Graph, Layer, Layout, Tensor
 from codegen.profile.cache import ProfileCache
-from codegen.profile.harness import Settings, adapt_item
+from codegen.profile.harness import Settings, adapt_item, batches
+from codegen.profile.runners import RunnerError
 from codegen.routines import REGISTRY
 from codegen.routines.registry import template_closure
 from codegen.selection import selections_for
+from codegen.targets import fingerprint
 from codegen.targets import load as load_target
-from codegen.tune import RecordError, candidates, settings_for, tune, weights_bytes
+from codegen.tune import RecordError, candidates, settings_for, tune, weights_bytes, with_references
 
 QUICK = Settings(min_reps=1, max_reps=3, min_seconds=0.0)
 
@@ -232,3 +234,55 @@ def test_new_routines_are_measured_with_their_reference_when_the_rest_is_cached(
     again = tune_model(small_path, cache=cache, settings=QUICK)
     assert 2 <= again["profiling"]["measured"] < record["profiling"]["measured"]
 
+
+
+def _wrapped_host(folder: Path, wrapper: Path) -> Path:
+    """The host target, its benchmark programs run under `wrapper` (a real program, as an emulator is)."""
+    path = folder / "wrapped.toml"
+    path.write_text(f"""
+name = "host-wrapped"
+[toolchain]
+cc = "cc"
+cflags = ["-O2"]
+libs = ["-lm"]
+[features]
+isa = ["detect"]
+[runner]
+kind = "local"
+prefix = ["{wrapper}"]
+""")
+    return path
+
+
+def test_a_run_that_fails_in_its_second_batch_keeps_the_first_and_tuning_again_measures_the_rest(small_path,
+                                                                                                tmp_path):
+    """The second benchmark program dies after printing a few results (its output cut, as a connection
+    drops): the first batch, and the whole layers the second one finished, are in the cache; the next
+    tune measures only the rest, in fewer programs."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "profile"))
+    from runner_kit import calls, on_call
+
+    graph, host = import_model(small_path), load_target("host")
+    items = with_references(candidates(graph, host).items())
+    first, second, *more = batches(items, 50)
+    assert more, "three batches or more"
+    layer = sum(1 for item in second if item.signature == second[0].signature)
+    counter = tmp_path / "calls"
+    # The second program dies; its output stops 40 bytes short of the end of the second line after its first
+    # layer's results (a cut line, as when a connection drops).
+    wrapper = on_call(tmp_path / "wrapper", counter, 2, f'"$@" | head -n {layer + 2} | head -c -40; exit 1')
+    target = _wrapped_host(tmp_path, wrapper)
+    host = load_target(str(target))
+    settings = dataclasses.replace(QUICK, batch_items=50)
+    cache = ProfileCache(tmp_path / "cache.sqlite")
+    with pytest.raises(RunnerError, match=r"(?s)the profiling program failed on local via wrapper: exited with "
+                                          r"code 1.*\d+ of the \d+ measurement\(s\) were stored in the profile cache"):
+        tune_model(small_path, target=str(target), cache=cache, settings=settings)
+    stored = cache.count()
+    assert calls(counter) == 2 and stored == len(first) + layer, "batch 1 and the layer batch 2 finished"
+    fp = f"{fingerprint(host)}|evict={settings.evict_bytes}"
+    rest = [item for item in items if item.key not in cache.lookup(fp, items)]
+    record = tune_model(small_path, target=str(target), cache=cache, settings=settings)
+    assert record["profiling"]["measured"] == len(rest) == len(items) - stored
+    assert calls(counter) == 2 + len(batches(rest, 50)), "one program per batch of what was missing"
+    assert cache.count() == len(items)

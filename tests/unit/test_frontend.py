@@ -274,10 +274,19 @@ def dynamic_model() -> onnx.ModelProto:
     return make_model(nodes, {"x": ("batch", 3, 5, 5)}, ["y"], {"w": rand(4, 3, 3, 3)})
 
 
-def test_dynamic_dimension_needs_input_shape():
+def test_free_batch_dimension_compiles_as_one():
+    graph = check(dynamic_model())
+    assert graph.shape("x") == (1, 3, 5, 5)
+
+
+def test_free_spatial_dimension_needs_input_shape():
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    model = make_model(nodes, {"x": ("batch", 3, "height", 5)}, ["y"])
     with pytest.raises(ModelError, match="--input-shape") as info:
-        import_model(dynamic_model())
-    assert "'x'" in str(info.value) and "batch" in str(info.value)
+        import_model(model)
+    message = str(info.value)
+    assert "'x'" in message and "axis 2 ('height')" in message and "x=1,3,N,5" in message
+    assert "axis 0" not in message  # the batch size is settled
 
 
 def test_dynamic_dimension_with_input_shape():
