@@ -20,6 +20,9 @@ DEMO := build/demo/tiny_cnn
 WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 DEMO_RUNS := 200
+# Quiet installs: setuptools' editable-install notice (10 lines of warnings on every install) is about
+# folder names, which paths.py handles.
+PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
 demo: setup
 	$(BIN)/neurogen compile -q --force examples/tiny_cnn.onnx -o $(DEMO)
@@ -62,15 +65,15 @@ setup: $(VENV)/.installed
 # The core install (what the demo needs: neurogen and onnxruntime to check it against).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[test]'
 	touch $@
 
 # The heavy extras the tests also use: TensorFlow (Keras/TFLite import, benchmark peers), torch (CPU wheel).
 setup-full: $(VENV)/.installed-full
 
 $(VENV)/.installed-full: $(VENV)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,tf,torch,bench]' torch==2.13.0
+	$(PIP) -e '.[test,tf,torch,bench]' torch==2.13.0
 	touch $@
 
 system-deps:

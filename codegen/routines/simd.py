@@ -26,8 +26,13 @@ class Vector:
     add: str
     sub: str  # {a} - {b}
     mul: str
+    # max/min keep a NaN of {a} (the data; {b} a constant or a second operand whose NaN may be dropped): x86
+    # returns the second operand when either is NaN, so its operands are swapped, which costs nothing.
     max: str
     min: str
+    # max of {a} (a running max) and {b} (the next value), NaN if either is: max pooling. One op on NEON,
+    # a compare (off the running max's dependency chain) and a masked max or blend on x86.
+    max_nan: str
     # For the vector exp (templates/simd.j2) and the element-wise kernels:
     div: str  # {a} / {b}
     int_type: str  # the 32-bit integer vector of the same width
@@ -69,7 +74,8 @@ AVX512 = Vector(
     load="_mm512_loadu_ps({p})", store="_mm512_storeu_ps({p}, {v})", set1="_mm512_set1_ps({x})",
     zero="_mm512_setzero_ps()", fma="_mm512_fmadd_ps({a}, {b}, {c})", add="_mm512_add_ps({a}, {b})",
     sub="_mm512_sub_ps({a}, {b})",
-    mul="_mm512_mul_ps({a}, {b})", max="_mm512_max_ps({a}, {b})", min="_mm512_min_ps({a}, {b})",
+    mul="_mm512_mul_ps({a}, {b})", max="_mm512_max_ps({b}, {a})", min="_mm512_min_ps({b}, {a})",
+    max_nan="_mm512_mask_max_ps({b}, _mm512_cmp_ps_mask({b}, {b}, _CMP_ORD_Q), {b}, {a})",
     div="_mm512_div_ps({a}, {b})", int_type="__m512i", cvt_int="_mm512_cvtps_epi32({a})",
     cvt_float="_mm512_cvtepi32_ps({a})", add_int="_mm512_add_epi32({a}, {b})", set1_int="_mm512_set1_epi32({x})",
     shl_int="_mm512_slli_epi32({a}, {n})", bits_float="_mm512_castsi512_ps({a})",
@@ -82,7 +88,8 @@ AVX2 = Vector(
     load="_mm256_loadu_ps({p})", store="_mm256_storeu_ps({p}, {v})", set1="_mm256_set1_ps({x})",
     zero="_mm256_setzero_ps()", fma="_mm256_fmadd_ps({a}, {b}, {c})", add="_mm256_add_ps({a}, {b})",
     sub="_mm256_sub_ps({a}, {b})",
-    mul="_mm256_mul_ps({a}, {b})", max="_mm256_max_ps({a}, {b})", min="_mm256_min_ps({a}, {b})",
+    mul="_mm256_mul_ps({a}, {b})", max="_mm256_max_ps({b}, {a})", min="_mm256_min_ps({b}, {a})",
+    max_nan="_mm256_blendv_ps(_mm256_max_ps({b}, {a}), {b}, _mm256_cmp_ps({b}, {b}, _CMP_UNORD_Q))",
     div="_mm256_div_ps({a}, {b})", int_type="__m256i", cvt_int="_mm256_cvtps_epi32({a})",
     cvt_float="_mm256_cvtepi32_ps({a})", add_int="_mm256_add_epi32({a}, {b})", set1_int="_mm256_set1_epi32({x})",
     shl_int="_mm256_slli_epi32({a}, {n})", bits_float="_mm256_castsi256_ps({a})",
@@ -96,7 +103,9 @@ NEON = Vector(
     prefetch="__builtin_prefetch({p})",  # GCC and clang, the compilers of every NEON target
     load="vld1q_f32({p})", store="vst1q_f32({p}, {v})", set1="vdupq_n_f32({x})",
     zero="vdupq_n_f32(0.0f)", fma="vfmaq_f32({c}, {a}, {b})", add="vaddq_f32({a}, {b})", sub="vsubq_f32({a}, {b})",
+    # vmaxq/vminq keep a NaN of either operand (vmaxnmq/vminnmq would drop it).
     mul="vmulq_f32({a}, {b})", max="vmaxq_f32({a}, {b})", min="vminq_f32({a}, {b})",
+    max_nan="vmaxq_f32({a}, {b})",
     # vdivq_f32 and vcvtnq_s32_f32 are AArch64 (the NEON targets are all 64-bit).
     div="vdivq_f32({a}, {b})", int_type="int32x4_t", cvt_int="vcvtnq_s32_f32({a})",
     cvt_float="vcvtq_f32_s32({a})", add_int="vaddq_s32({a}, {b})", set1_int="vdupq_n_s32({x})",

@@ -136,6 +136,9 @@ def elementwise_cases() -> list[Case]:
         Case("activation_huge_sigmoid_37", "activation", [In((37,), scale=300.0)],
              dict(activation=Activation("sigmoid"))),
         Case("activation_leaky_slope_above_one", "activation", [(19,)], dict(activation=Activation("leaky_relu", 1.5))),
+        # min > max: every value becomes max (ONNX Clip, numpy.clip); found by the fuzz test
+        Case("activation_clip_min_above_max_37", "activation", [In((37,), scale=4.0)],
+             dict(activation=Activation("clip", 1.0, -1.0))),
     ]
     # vector kernels: a vector of each ISA (16, 8, 4 floats), less, more, odd and prime sizes, several vectors
     for size in (3, 4, 8, 16, 17, 37, 67):
