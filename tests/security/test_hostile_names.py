@@ -155,6 +155,10 @@ def test_a_hostile_output_path_is_only_a_path(tiny_model_path, tmp_path, monkeyp
     with codegen.load(project) as compiled:
         compiled.run(np.zeros(compiled.inputs[0].shape, np.float32))
     subprocess.run(["make", "-s"], cwd=project, check=True, capture_output=True)
+    if shutil.which("cmake"):  # CMake passes absolute paths to -Wa,: a comma is refused with what to do
+        proc = subprocess.run(["cmake", "-S", str(project), "-B", str(tmp_path / "cmake-build")],
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "holds a comma" in proc.stderr, proc.stderr
     assert not (tmp_path / "PWNED").exists()
 
 
