@@ -543,6 +543,7 @@ def write_project(files: dict[str, bytes], out_dir: str | os.PathLike, *, force:
         raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); "
                           "choose a writable location with -o") from None
     moved: list[str] = []
+    old: Path | None = None
     try:
         for rel, data in sorted(files.items()):
             path = tmp / rel
@@ -561,11 +562,19 @@ def write_project(files: dict[str, bytes], out_dir: str | os.PathLike, *, force:
         os.rename(tmp, out)
         moved.clear()  # they are in the new project now
         shutil.rmtree(old, ignore_errors=True)  # only files neurogen wrote are left in it
-    except BaseException as exc:  # Ctrl-C too: put the user's entries back, drop the half-written copy
-        for rel in reversed(moved):
+    except BaseException as exc:  # Ctrl-C too: put the old project and the user's entries back
+        if old is not None and not out.exists() and (old / "project").exists():
             with contextlib.suppress(OSError):
+                os.rename(old / "project", out)
+                old.rmdir()
+        restored = True
+        for rel in reversed(moved):
+            try:
                 os.rename(tmp / rel, out / rel)
-        shutil.rmtree(tmp, ignore_errors=True)
+            except OSError:
+                restored = False
+        if restored:  # never delete the temporary folder while it may still hold a file of the user's
+            shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
             raise OutputError(f"{out}: cannot write the project ({exc.strerror or exc})") from None
         raise
