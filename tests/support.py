@@ -35,3 +35,18 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run should install it")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def host_target_toml(name: str, runner: str) -> str:
+    """A target file for this machine (host compiler, detected ISA) whose [runner] table is `runner`: the
+    host profiled through a wrapper program, over SSH ..."""
+    return f"""name = "{name}"
+[toolchain]
+cc = "cc"
+cflags = ["-O2"]
+libs = ["-lm"]
+[features]
+isa = ["detect"]
+[runner]
+{runner.strip()}
+"""

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from runner_kit import calls, kill_my_ssh_session, on_call, require
+from support import host_target_toml
 
 import codegen
 from codegen import zoo
@@ -100,22 +101,14 @@ def _host_over_ssh(folder: Path, sshd, wrapper: Path) -> Path:
     """This machine as an SSH board: built with the host compiler, run over loopback SSH under `wrapper`."""
     options = ", ".join(json.dumps(o) for o in sshd.options)
     path = folder / "ssh-host.toml"
-    path.write_text(f"""
-name = "ssh-host"
-[toolchain]
-cc = "cc"
-cflags = ["-O2"]
-libs = ["-lm"]
-[features]
-isa = ["detect"]
-[runner]
+    path.write_text(host_target_toml("ssh-host", f"""
 kind = "ssh"
 host = "127.0.0.1"
 port = {sshd.port}
 identity_file = "{sshd.key}"
 options = [{options}]
 prefix = ["{wrapper}"]
-""")
+"""))
     return path
 
 

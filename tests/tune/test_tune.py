@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from support import host_target_toml
 
 import codegen
 from codegen import zoo
@@ -239,18 +240,7 @@ def test_new_routines_are_measured_with_their_reference_when_the_rest_is_cached(
 def _wrapped_host(folder: Path, wrapper: Path) -> Path:
     """The host target, its benchmark programs run under `wrapper` (a real program, as an emulator is)."""
     path = folder / "wrapped.toml"
-    path.write_text(f"""
-name = "host-wrapped"
-[toolchain]
-cc = "cc"
-cflags = ["-O2"]
-libs = ["-lm"]
-[features]
-isa = ["detect"]
-[runner]
-kind = "local"
-prefix = ["{wrapper}"]
-""")
+    path.write_text(host_target_toml("host-wrapped", f'kind = "local"\nprefix = ["{wrapper}"]'))
     return path
 
 
