@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .errors import OutputError
 from .escape import c_comment, c_string, cmake_words, json_text, make_words, name_comment
-from .ir import DType, Graph, Layer, Layout, format_shape
+from .ir import DType, Graph, Layer, Layout, format_shape, memory_shape
 from .memory import ALIGNMENT, Alias, ArenaPlan, Buffer, align_up, plan, resolve
 from .paths import RUNTIME_C, TEMPLATES
 from .routines import RoutineInstance
@@ -121,10 +121,7 @@ def _io(graph: Graph, names: list[str]) -> list[dict[str, Any]]:
     """
     def entry(name: str) -> dict[str, Any]:
         tensor = graph.tensor(name)
-        shape = list(tensor.shape) or [1]
-        if tensor.layout == Layout.NHWC and len(shape) == 4:
-            shape = [shape[0], shape[2], shape[3], shape[1]]
-        return {"name": name, "shape": shape, "size": tensor.size, "dtype": tensor.dtype.value,
+        return {"name": name, "shape": list(memory_shape(tensor)), "size": tensor.size, "dtype": tensor.dtype.value,
                 "layout": tensor.layout.value, "order": "memory"}
 
     return [entry(n) for n in names]

@@ -303,5 +303,14 @@ def _copy_tensor(t: Tensor) -> Tensor:
     return Tensor(t.name, t.shape, t.dtype, t.data, t.layout)
 
 
+def memory_shape(tensor: Tensor) -> tuple[int, ...]:
+    """The shape of `tensor` as its buffer holds it: N, H, W, C for an NHWC image (the IR's shapes are
+    logical NCHW); (1,) for a scalar. What the header, the C tables, tuning.json and the runtime show."""
+    shape = tuple(tensor.shape) or (1,)
+    if tensor.layout == Layout.NHWC and len(shape) == 4:
+        return (shape[0], shape[2], shape[3], shape[1])
+    return shape
+
+
 def format_shape(shape: Iterable[int]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"

@@ -107,13 +107,9 @@ def check_loads_here(target: Target) -> None:
 # -- does the project belong to the model? ----------------------------------------------------
 
 def _memory_shape(graph: Any, name: str) -> tuple[int, ...]:
-    from .ir import Layout
+    from .ir import memory_shape
 
-    tensor = graph.tensor(name)
-    shape = tuple(tensor.shape) or (1,)
-    if tensor.layout == Layout.NHWC and len(shape) == 4:
-        shape = (shape[0], shape[2], shape[3], shape[1])
-    return shape
+    return memory_shape(graph.tensor(name))
 
 
 def _ports(ports: Sequence[Port]) -> str:
