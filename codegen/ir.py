@@ -100,7 +100,11 @@ _BLOCK_OF = {"nchw16c": 16, "nchw8c": 8, "nchw4c": 4}
 class Activation:
     """An element-wise activation fused into the epilogue of a layer."""
 
-    kind: str = "none"  # none relu clip leaky_relu sigmoid hard_sigmoid hard_swish
+    # none relu clip leaky_relu sigmoid hard_sigmoid hard_swish; silu (x * sigmoid(x)), gelu_erf
+    # (0.5x(1 + erf(x/sqrt2))), gelu_tanh (tanh approximation), mish (x * tanh(softplus(x))); and the
+    # elementary tanh, erf, softplus that the decomposed forms of those are written with
+    # (passes.fusion.fuse_decomposed_activations turns the decompositions into the one kind).
+    kind: str = "none"
     alpha: float = 0.0  # clip: min; leaky_relu: slope; hard_sigmoid: alpha
     beta: float = 0.0  # clip: max; hard_sigmoid: beta
 

@@ -6,6 +6,7 @@ accurate than any f32 routine it judges.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -32,7 +33,34 @@ def apply_activation(x: np.ndarray, act: Activation) -> np.ndarray:
         return np.clip(x * act.alpha + act.beta, 0, 1)
     if k == "hard_swish":
         return x * np.clip(x / 6.0 + 0.5, 0, 1)
+    if k == "silu":
+        return x / (1.0 + np.exp(-x))
+    if k == "gelu_erf":  # erfc(-z) = 1 + erf(z), without the cancellation for negative x
+        return 0.5 * x * _erfc(-x / np.sqrt(2.0))
+    if k == "gelu_tanh":  # 0.5 (1 + tanh(z)) = sigmoid(2z), the same without cancellation
+        return x / (1.0 + np.exp(-2.0 * np.sqrt(2.0 / np.pi) * (x + 0.044715 * x * x * x)))
+    if k == "mish":
+        return x * np.tanh(np.logaddexp(0.0, x))
+    if k == "tanh":
+        return np.tanh(x)
+    if k == "erf":
+        return _erf(x)
+    if k == "softplus":
+        return np.logaddexp(0.0, x)
     raise GraphError(f"unknown activation '{k}'")
+
+
+# numpy has no erf; math's, element by element, is exact to double precision (and keeps NaN).
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+_erfc_scalar = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_erf_scalar(np.asarray(x, np.float64)), np.float64)
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_erfc_scalar(np.asarray(x, np.float64)), np.float64)
 
 
 def _conv2d(layer: Layer, xs: Arrays) -> Arrays:

@@ -376,6 +376,14 @@ def _binary(op: str) -> Converter:
     return convert
 
 
+def gelu(ctx: Context, node: onnx.NodeProto) -> None:
+    approximate = _decode(attributes(node).get("approximate", "none"))
+    if approximate not in ("none", "tanh"):
+        raise ctx.error(node, f"approximate='{approximate}' is not an ONNX Gelu mode (none or tanh)")
+    act = Activation("gelu_tanh" if approximate == "tanh" else "gelu_erf")
+    ctx.add(node, "activation", [node.input[0]], {"activation": act}, outputs=[node.output[0]])
+
+
 def sum_(ctx: Context, node: onnx.NodeProto) -> None:
     if len(node.input) == 1:
         ctx.add(node, "copy", [node.input[0]], outputs=[node.output[0]])
@@ -635,6 +643,11 @@ OPS: dict[str, Converter] = {
     "HardSigmoid": _activation("hard_sigmoid", alpha=lambda a: a.get("alpha", 0.2),
                                beta=lambda a: a.get("beta", 0.5)),
     "HardSwish": _activation("hard_swish"),
+    "Tanh": _activation("tanh"),
+    "Erf": _activation("erf"),
+    "Softplus": _activation("softplus"),
+    "Mish": _activation("mish"),
+    "Gelu": gelu,
     "Add": _binary("add"),
     "Sub": _binary("sub"),
     "Mul": _binary("mul"),

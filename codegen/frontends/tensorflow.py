@@ -587,6 +587,15 @@ def identity(ctx: Context, node: Any) -> None:
     ctx.alias(node, ctx.runtime(node, 0))
 
 
+def identity_n(ctx: Context, node: Any) -> None:
+    """Output i is input i (Keras 3 writes its swish, a custom gradient, as an IdentityN)."""
+    for i, tf_name in enumerate(data_inputs(node)):
+        if tf_name in ctx.consts:
+            ctx.consts[f"{node.name}:{i}"] = ctx.consts[tf_name]
+        else:
+            ctx.names[f"{node.name}:{i}"] = ctx.runtime(node, i)
+
+
 def shape_of(ctx: Context, node: Any) -> None:
     dtype = np.int64 if _attr(node, "out_type") == 9 else np.int32  # 9 is DT_INT64
     ctx.consts[f"{node.name}:0"] = np.array(tf_shape(ctx.shape(ctx.runtime(node, 0))), dtype=dtype)
@@ -613,6 +622,9 @@ OPS: dict[str, Converter] = {
     "Relu6": _activation("clip", 0.0, 6.0),
     "LeakyRelu": _activation("leaky_relu", 0.2),
     "Sigmoid": _activation("sigmoid"),
+    "Tanh": _activation("tanh"),
+    "Erf": _activation("erf"),
+    "Softplus": _activation("softplus"),
     **{op: binary for op in BINARY_OPS},
     "MaxPool": _pool("max"),
     "AvgPool": _pool("avg"),
@@ -627,6 +639,7 @@ OPS: dict[str, Converter] = {
     "Softmax": softmax,
     "Transpose": transpose,
     "Identity": identity,
+    "IdentityN": identity_n,
     "StopGradient": identity,
     "Snapshot": identity,
     "Shape": shape_of,

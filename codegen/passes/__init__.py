@@ -12,6 +12,8 @@ import numpy as np
 from ..ir import Activation, Graph, Layer, Tensor
 from ..reference import evaluate_layer
 from ..shapes import conv_output_size
+from .fusion import fold_channel_affine, fuse_decomposed_activations
+from .transpose import sink_transposes
 
 Pass = Callable[[Graph], Graph]
 
@@ -65,13 +67,42 @@ def fold_constants(graph: Graph) -> Graph:
     return g.prune()
 
 
+def _neutral_operand(graph: Graph, layer: Layer) -> str | None:
+    """The other operand of x * 1, x / 1, x + 0, x - 0 (constants of ones or zeros that broadcast to x's
+    shape), and of a scale_shift by ones and zeros: Keras 3 writes swish as x * sigmoid(1.0 * x)."""
+    if layer.kind == "scale_shift" and not layer.activation.is_identity:
+        return None
+    if layer.kind == "scale_shift":
+        scale, shift = (graph.tensor(n) for n in layer.inputs[1:3])
+        if scale.is_constant and shift.is_constant and np.all(scale.data == 1) and np.all(shift.data == 0):
+            return layer.inputs[0]
+        return None
+    if layer.kind != "binary" or not layer.activation.is_identity or len(layer.present_inputs()) != 2:
+        return None
+    neutral = {"mul": 1, "div": 1, "add": 0, "sub": 0}[layer.attrs["op"]]
+    a, b = layer.inputs
+    sides = [(a, b), (b, a)] if layer.attrs["op"] in ("mul", "add") else [(a, b)]
+    for x, c in sides:
+        if graph.is_constant(c) and not graph.is_constant(x) and np.all(graph.tensor(c).data == neutral) \
+                and graph.shape(x) == graph.shape(layer.outputs[0]):
+            return x
+    return None
+
+
 def remove_identities(graph: Graph) -> Graph:
-    """Drop layers that compute nothing: copies, same-shape reshapes, identity activations."""
+    """Drop layers that compute nothing: copies, same-shape reshapes, identity activations, x * 1 and x + 0."""
     g = graph.copy()
+    producers = g.producers()
     for layer in list(g.layers):
+        if layer.kind == "reshape" and layer.inputs[0] in producers and producers[layer.inputs[0]].kind == "reshape":
+            layer.inputs = [producers[layer.inputs[0]].inputs[0]]  # a reshape of a reshape is one reshape
         x = layer.inputs[0] if layer.inputs else ""
+        neutral = _neutral_operand(g, layer)
+        if neutral is not None:
+            x = neutral
         noop = (
-            layer.kind == "copy"
+            neutral is not None
+            or layer.kind == "copy"
             or (layer.kind == "reshape" and g.shape(x) == g.shape(layer.outputs[0]))
             or (layer.kind == "activation" and layer.activation.is_identity)
             or (layer.kind == "transpose" and tuple(layer.attrs["perm"]) == tuple(range(len(g.shape(x)))))
@@ -83,7 +114,8 @@ def remove_identities(graph: Graph) -> Graph:
                                               or x not in g.producers()):
             continue
         _bypass(g, layer, x)
-    return g
+        producers = g.producers()
+    return g.prune()
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
@@ -327,7 +359,11 @@ def own_outputs(graph: Graph) -> Graph:
 DEFAULT_PIPELINE: tuple[Pass, ...] = (
     fold_constants,
     remove_identities,
+    sink_transposes,  # first: the passes below see NCHW layers, not NHWC islands between transposes
+    remove_identities,
     canonicalize,
+    fuse_decomposed_activations,
+    fold_channel_affine,
     fold_pad,
     fold_batchnorm,
     fuse_hard_swish,

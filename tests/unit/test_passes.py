@@ -613,3 +613,89 @@ def test_no_residual_fusion_for_broadcasts_constants_shared_or_activated_convs()
     b.binary("sub", y5, x, out="o6")
     g = b.output("o1", "o2", "o3", "o4", "o5", "o6")
     assert check_pure(passes.fuse_residual_add, g).layers == g.layers
+
+
+# -- remove_identities: neutral operands, reshapes of reshapes ---------------------------------------
+
+@pytest.mark.parametrize("op, value, const_first", [("mul", 1.0, False), ("mul", 1.0, True), ("div", 1.0, False),
+                                                     ("add", 0.0, True), ("sub", 0.0, False)])
+def test_neutral_operands_are_dropped(op, value, const_first):
+    b = GraphBuilder()
+    x = b.input("x", (1, 3, 4, 4))
+    one = b.const("c", np.full((3, 1, 1), value, np.float32))
+    y = b.binary(op, *((one, x) if const_first else (x, one)))
+    b.act(y, "sigmoid", out="out")
+    g = b.output("out")
+    out = check_pure(passes.remove_identities, g)
+    assert kinds(out) == ["activation"]
+    assert_same_outputs(g, out, random_inputs(g))
+
+
+@pytest.mark.parametrize("case", ["not_neutral", "const_minus_x", "broadcasts_x", "activation_fused"])
+def test_operands_that_are_not_neutral_stay(case):
+    b = GraphBuilder()
+    x = b.input("x", (1, 3, 4, 4) if case != "broadcasts_x" else (1, 1, 4, 4))
+    value = 0.0 if case == "const_minus_x" else 1.0
+    c = b.const("c", np.full((3, 1, 1) if case == "broadcasts_x" else (1,),
+                             1.0001 if case == "not_neutral" else value, np.float32))
+    op = "sub" if case == "const_minus_x" else "mul"
+    y = b.binary(op, *((c, x) if case == "const_minus_x" else (x, c)))
+    if case == "activation_fused":
+        b.graph.layers[-1].attrs["activation"] = Activation("relu")
+    b.act(y, "sigmoid", out="out")
+    g = b.output("out")
+    out = check_pure(passes.remove_identities, g)
+    assert kinds(out) == ["binary", "activation"]
+    assert_same_outputs(g, out, random_inputs(g))
+
+
+def test_a_reshape_of_a_reshape_is_one_reshape():
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 1, 1))
+    flat = b.layer("reshape", [x], shape=(1, 8))
+    back = b.layer("reshape", [flat], shape=(1, 8, 1, 1))
+    b.act(back, "relu", out="out")
+    g = b.output("out")
+    out = check_pure(passes.remove_identities, g)
+    assert kinds(out) == ["activation"]  # (1, 8, 1, 1) -> (1, 8, 1, 1): nothing left to do
+    assert_same_outputs(g, out, random_inputs(g))
+
+
+# -- transpose -> flatten -> dense: the weight columns are reordered instead --------------------------
+
+@pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 3, 1, 2), (0, 1, 3, 2)])
+def test_flatten_of_a_transpose_moves_into_the_dense_weights(perm):
+    from codegen.passes.transpose import flatten_through_dense
+
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 4, 5))
+    t = b.layer("transpose", [x], perm=perm)
+    flat = b.layer("reshape", [t], shape=(2, 60))
+    b.dense(flat, 7, out="out")
+    g = b.output("out")
+    out = check_pure(flatten_through_dense, g)
+    assert kinds(out) == ["reshape", "dense"]
+    assert_same_outputs(g, out, random_inputs(g))
+
+
+@pytest.mark.parametrize("case", ["two_readers", "weights_computed", "batch_moved", "not_a_flatten"])
+def test_flatten_through_dense_needs_a_sole_flatten_and_constant_weights(case):
+    from codegen.passes.transpose import flatten_through_dense
+
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 4, 5))
+    t = b.layer("transpose", [x], perm=(1, 0, 2, 3) if case == "batch_moved" else (0, 2, 3, 1))
+    shape = (3, 40) if case == "batch_moved" else (4, 30) if case == "not_a_flatten" else (2, 60)
+    flat = b.layer("reshape", [t], shape=shape)
+    outputs = []
+    if case == "weights_computed":
+        w_in = b.input("w", (7, 60))
+        outputs.append(b.layer("dense", [flat, w_in, ""], activation=Activation()))
+    else:
+        outputs.append(b.dense(flat, 7))
+    if case == "two_readers":
+        outputs.append(b.act(t, "relu"))
+    g = b.output(*outputs)
+    out = check_pure(flatten_through_dense, g)
+    assert "transpose" in kinds(out)
+    assert_same_outputs(g, out, random_inputs(g))
