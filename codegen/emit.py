@@ -31,6 +31,7 @@ from .paths import RUNTIME_C, TEMPLATES
 from .routines import RoutineInstance
 from .routines.data import concat_context
 from .routines.loops import physical_nbytes
+from .routines.registry import step_parts
 from .routines.specialize import CExpr, ShapeArgs, as_float, signed, unsigned
 from .targets import isa_need
 
@@ -85,10 +86,11 @@ class Step:
     comment: str
     body: str = ""
     weights: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) of the constants it reads
-    parallel: bool = False  # takes (part, parts) and runs on every thread
+    parallel: bool = False  # takes (part, parts) and runs on several threads (`parts` of them)
     barrier_after: bool = False  # threads meet after it (it or the next step runs on several)
     params: list[str] = field(default_factory=list)  # the C parameters of its head
     shared: bool = False  # takes its shapes as arguments; one function serves every step with the same code
+    parts: int = 1  # the threads it runs on: 0 .. parts - 1 call it (registry.step_parts); 1 is thread 0 alone
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def _buffers(graph: Graph, instances: list[RoutineInstance], threads: int = 1,
                 last[name] = step
         nbytes = inst.scratch_bytes(graph)
         if inst.routine.scratch_per_part and inst.routine.parallel:
-            nbytes *= threads
+            nbytes *= step_parts(inst, threads)
         if nbytes:
             scratch.append(Buffer(f"scratch:{step}", nbytes, step, step))
     # A tensor in a blocked layout (NCHW16C ...) takes its padded size.
@@ -269,9 +271,10 @@ def _step(inst: RoutineInstance, index: int, places: _Places, name: str, threads
     if inst.scratch_bytes(graph):
         params.append("void *restrict scratch")
         args.append(f"arena + {places.arena.offsets[f'scratch:{index}']}")
+    parts = step_parts(inst, threads)
     if inst.routine.parallel:
         params += ["int part", "int parts"]
-        args += ["part", "parts"] if threads > 1 else ["0", "1"]
+        args += _part_args(parts, threads)
     layer = inst.layer
     symbol = f"{name}_{index:03d}_{_ident(inst.routine.name)}"
     shapes = " ".join(format_shape(graph.shape(n)) for n in layer.present_inputs() if not graph.is_constant(n))
@@ -279,7 +282,19 @@ def _step(inst: RoutineInstance, index: int, places: _Places, name: str, threads
     comment = (f"{name_comment(layer.name)}: {layer.kind}{act} {shapes or '-'} -> "
                f"{' '.join(format_shape(graph.shape(n)) for n in layer.outputs)}")
     return Step(inst, symbol, _head(symbol, params), args, comment, weights=spans,
-                parallel=inst.routine.parallel and threads > 1, params=params)
+                parallel=parts > 1, params=params, parts=parts)
+
+
+def _part_args(parts: int, threads: int) -> list[str]:
+    """The (part, parts) a parallel routine is called with when it runs on `parts` of the build's `threads`.
+
+    One part: thread 0 calls it alone. All: `parts`, the pool's count (fewer than `threads` where the system
+    refused threads). Some: that many, or the pool's count where that is less (threads `part` < it call)."""
+    if parts <= 1:
+        return ["0", "1"]
+    if parts >= threads:
+        return ["part", "parts"]
+    return ["part", f"({parts} < parts ? {parts} : parts)"]
 
 
 def _ident(routine_name: str) -> str:
@@ -308,6 +323,8 @@ def lower(graph: Graph, instances: list[RoutineInstance], name: str, threads: in
     places = _Places(graph, arena, weight_offsets, roots)
     steps = [_step(inst, index, places, name, threads) for index, inst in enumerate(instances)
              if index not in in_place.elided]
+    # Threads meet where a step may read what another thread wrote, or write what another still reads: on
+    # either side of a step that runs on several. A run of one-thread steps all runs on thread 0, in order.
     for step, after in zip(steps, steps[1:]):
         step.barrier_after = step.parallel or after.parallel
     _render_steps(steps, graph, name, env or environment())

@@ -23,6 +23,7 @@ from .profile.harness import Item, Measurement, Settings, adapt_item, profile
 from .profile.runners import RunnerError, make_runner, no_runner_reason
 from .progress import SILENT, Progress
 from .record import RECORD_FORMAT, RECORD_VERSION, graph_hash
+from .routines.registry import MAX_THREADS, THREADS, thread_counts
 from .selection import (
     CODE_SIZES,
     SPATIAL_LAYOUTS,
@@ -56,13 +57,36 @@ class Candidates:
         return list(unique.values())
 
 
-def candidates(graph: Graph, target: Target, code_size: str = "fast") -> Candidates:
-    by_layer = {layer.name: [Item(layer, s, graph)
-                             for s in selections_for(layer, graph, target.isa, target.devices, code_size)]
+def candidates(graph: Graph, target: Target, code_size: str = "fast", threads: int = 1) -> Candidates:
+    """`threads`: the build's thread count; above 1, each instance of a routine that splits its work comes
+    once per value of its `threads` parameter (registry.thread_counts)."""
+    by_layer = {layer.name: [Item(layer, s, graph) for s in with_threads(
+                    selections_for(layer, graph, target.isa, target.devices, code_size), threads)]
                 for layer in graph.layers}
     options = {name: [item.selection for item in items] for name, items in by_layer.items()}
     adapts = {(shape, a, b): adapt_item(shape, a, b) for shape, a, b in adapt_needs(graph, options)}
     return Candidates(by_layer, adapts)
+
+
+def with_threads(selections: list[Selection], threads: int) -> list[Selection]:
+    """`selections` with the `threads` parameter bound, in a build for `threads` (none for one thread: such a
+    build's instances are the same as before the parameter existed)."""
+    result = []
+    for s in selections:
+        if s.routine.parallel and threads > 1:
+            result += [dataclasses.replace(s, params={**s.params, THREADS: k}) for k in thread_counts(threads)]
+        else:
+            result.append(s)
+    return result
+
+
+def reference_for(item: Item, threads: int = 1) -> Selection:
+    """The reference instance the other candidates of `item`'s layer are checked against: on one thread, in
+    a build for several, where the reference routine splits its work (the instance tuning measures)."""
+    selection = reference_selection(item.layer, item.graph)
+    if threads > 1 and selection.routine.parallel:
+        return dataclasses.replace(selection, params={**selection.params, THREADS: 1})
+    return selection
 
 
 def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, reprofile: bool,
@@ -72,9 +96,10 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     if settings.cold_weights:
         fp += "|cold-weights"
     if settings.threads > 1:
-        fp += f"|threads={settings.threads}"
+        # Timed as in the model since the `threads` parameter: the pool awake, a barrier after each run.
+        fp += f"|threads={settings.threads}|in-pool"
     known = {} if reprofile or cache is None else cache.lookup(fp, items)
-    todo = with_references([item for item in items if item.key not in known])
+    todo = with_references([item for item in items if item.key not in known], settings.threads)
     if todo:
         check_can_run(target)
         runner = make_runner(target.runner)
@@ -114,15 +139,15 @@ def check_can_run(target: Target) -> None:
                             "compile with --reference, or with --record a tuning record made on the device")
 
 
-def with_references(items: list[Item]) -> list[Item]:
+def with_references(items: list[Item], threads: int = 1) -> list[Item]:
     """`items` plus, for each layer among them, its reference routine, which checks the others' results
-    (it may be cached already, when only new routines are measured)."""
+    (it may be cached already, when only new routines are measured). `threads`: the build's."""
     present = {item.key for item in items}
     extra = []
     for item in items:
         if item.layer.kind == "layout":
             continue
-        reference = Item(item.layer, reference_selection(item.layer, item.graph), item.graph)
+        reference = Item(item.layer, reference_for(item, threads), item.graph)
         if reference.key not in present:
             present.add(reference.key)
             extra.append(reference)
@@ -184,7 +209,7 @@ def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = Non
     """Profile (what the cache lacks), then solve for the DPRS path, the greedy one and each single layout.
     `code_size` "small": only instances that take their shapes as arguments, where a routine can."""
     settings = settings_for(graph, target, settings)
-    found = candidates(graph, target, code_size)
+    found = candidates(graph, target, code_size, settings.threads)
     items = found.items()
     times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
                               progress=progress)
@@ -310,9 +335,27 @@ def _selections(chosen: dict[str, str], graph: Graph, target: Target, code_size:
     for layer in graph.layers:
         key = chosen.get(layer.name)
         options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices, code_size)}
-        if key not in options:
+        base, threads = _threads_of(key)
+        selection = options.get(base)
+        if selection is None or (threads is not None and not selection.routine.parallel):
             how = f" with --code-size {code_size}" if code_size != "fast" else ""
             raise RecordError(f"tuning record: layer '{layer.name}' uses '{key}', which this version of neurogen "
                               f"does not offer for it{how}; tune again")
-        result[layer.name] = options[key]
+        if threads is not None:  # tuned for several threads; a build for fewer runs it on at most those
+            selection = dataclasses.replace(selection, params={**selection.params, THREADS: threads})
+        result[layer.name] = selection
     return result
+
+
+def _threads_of(key: str | None) -> tuple[str | None, int | None]:
+    """An instance key without its `threads` parameter, and that parameter's value (None: it has none, or the
+    value is not a thread count, which leaves the key unknown)."""
+    if key is None:
+        return None, None
+    fields = key.split(",")
+    values = [f.removeprefix(f"{THREADS}=") for f in fields[1:] if f.startswith(f"{THREADS}=")]
+    if len(values) != 1:
+        return key, None
+    if not values[0].isdigit() or not 1 <= int(values[0]) <= MAX_THREADS:
+        return None, None
+    return ",".join(f for f in fields if not f.startswith(f"{THREADS}=")), int(values[0])

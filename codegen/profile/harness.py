@@ -25,6 +25,7 @@ from ..ir import Graph, Layer, Layout, Tensor
 from ..paths import RUNTIME_C
 from ..record import canonical
 from ..routines import RoutineInstance
+from ..routines.registry import THREADS
 from ..selection import Selection, adapt_routine, reference_selection
 from ..targets import Target
 from .runners import Runner, RunnerError, RunResult, Session, failure_message
@@ -48,7 +49,8 @@ class Settings:
     # it the last stage's layers were predicted at half the time they take in the model). None:
     # decided per model by tuning, from the target's weights_cache_bytes.
     cold_weights: bool | None = None
-    # Threads each instance runs on (routines that split their work use them all).
+    # Threads of the benchmark program, as of the model: an instance of a routine that splits its work runs on
+    # its `threads` parameter's count of them (all without one), the others wait at the barrier after it.
     threads: int = 1
     # Items per benchmark program (whole layers: a layer's candidates share one). Each program's results
     # are stored as soon as it ends, so a fault loses at most one batch.
@@ -165,10 +167,15 @@ def _ordered(items: Iterable[Item]) -> list[list[Item]]:
 
 
 def _is_reference(item: Item) -> bool:
-    """The layer's reference instance (shapes as constants): the one the others are checked against."""
+    """The layer's reference instance (shapes as constants), on all threads or on one (`threads` 1, which
+    tuning for several threads measures): the one the others are checked against."""
     if item.layer.kind == "layout" or item.selection.routine.algorithm != "ref":
         return False
-    return item.selection.key == reference_selection(item.layer, item.graph).key
+    params = dict(item.selection.params)
+    if params.pop(THREADS, 1) != 1:
+        return False
+    return Selection(item.selection.routine, item.selection.layout, params).key == \
+        reference_selection(item.layer, item.graph).key
 
 
 def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> tuple[dict[str, str], bytes]:
@@ -185,7 +192,7 @@ def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> t
     rendered_groups, index = [], 0
     for group in groups:
         cases = []
-        for item in group:
+        for position, item in enumerate(group):
             step, layer = program.steps[index], graph.layers[index]
             index += 1
             salts = {}
@@ -199,9 +206,10 @@ def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> t
                                     "view": _view(tensor.shape, tensor.layout)})
             out = graph.tensor(layer.outputs[0])
             cases.append({"key": item.key, "call": f"{step.symbol}({', '.join(step.args)})", "weights": step.weights,
-                          "index": index - 1, "parallel": step.parallel,
+                          "index": index - 1, "parallel": step.parallel, "parts": step.parts,
                           "tolerance": max(TOLERANCE, item.selection.routine.tolerance or 0.0),
-                          "inputs": case_inputs, "is_reference": _is_reference(item),
+                          # One reference a group (it may hold the instance on all threads and on one).
+                          "inputs": case_inputs, "is_reference": position == 0 and _is_reference(item),
                           "output": {"slot": outputs[out.name], "view": _view(out.shape, out.layout)}})
         has_reference = any(c["is_reference"] for c in cases)
         if not has_reference and group[0].layer.kind != "layout":

@@ -200,6 +200,31 @@ class RoutineInstance:
         return ctx
 
 
+# The parameter a parallel routine's instance gets in a model built for several threads: how many of them
+# it runs on (its parts). A small layer is faster on one than split, which costs a barrier; tuning measures
+# each value like a tile size. Absent (references, one-thread builds): all of the build's threads.
+THREADS = "threads"
+MAX_THREADS = 64  # runtime_c/ng_threads.h NG_MAX_THREADS (codegen.compiler checks --threads against it)
+
+
+def thread_counts(threads: int) -> tuple[int, ...]:
+    """The values of the `threads` parameter in a build for `threads` threads (none for one): every count up to
+    4, then the powers of two below it and the count itself."""
+    if threads <= 1:
+        return ()
+    if threads <= 4:
+        return tuple(range(1, threads + 1))
+    return (*(1 << i for i in range(threads.bit_length()) if 1 << i < threads), threads)
+
+
+def step_parts(instance: RoutineInstance, threads: int) -> int:
+    """The threads an instance runs on in a build for `threads`: its `threads` parameter (at most the build's),
+    all of them without one, and 1 for a routine that does not split its work."""
+    if not instance.routine.parallel or threads <= 1:
+        return 1
+    return max(1, min(int(instance.params.get(THREADS, threads)), threads))
+
+
 REGISTRY: list[Routine] = []
 
 

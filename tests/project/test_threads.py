@@ -4,14 +4,25 @@ leaves out (pthreads)."""
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from support import relative_error, require_tool
 
 import codegen
 from codegen.build import build
+from codegen.compiler import import_model, tune_model
+from codegen.profile.harness import Settings
+from codegen.routines.registry import THREADS, thread_counts
+from codegen.selection import Selection
+from codegen.targets import load as load_target
+from codegen.tune import RecordError, candidates, selections_from_record, with_references
 
 TOLERANCE = 1e-5
 
@@ -43,17 +54,22 @@ def test_threaded_model_matches_onnxruntime(threaded, threads, tiny_inputs, tiny
                 assert relative_error(want, got[name]) < TOLERANCE, name
 
 
-def test_threaded_model_is_clean_under_thread_sanitizer(threaded, tmp_path, tiny_inputs, tiny_expected):
+def assert_clean_under_thread_sanitizer(project, tmp_path, inputs) -> None:
+    """Build `project` as a program with ThreadSanitizer and run it five times on `inputs`: no report."""
     require_tool("gcc")
-    program = build(threaded[3], kind="program", werror=True, extra_cflags=("-fsanitize=thread", "-g"))
+    program = build(project, kind="program", werror=True, extra_cflags=("-fsanitize=thread", "-g"))
     paths = []
-    for i, value in enumerate(tiny_inputs.values()):
+    for i, value in enumerate(inputs.values()):
         paths.append(tmp_path / f"in{i}.bin")
         value.astype("<f4").tofile(paths[-1])
     outs = [tmp_path / "out0.bin", tmp_path / "out1.bin"]
     proc = subprocess.run([str(program), "-n", "5", *map(str, paths), *map(str, outs)], capture_output=True,
                           text=True, timeout=300, env={"TSAN_OPTIONS": "halt_on_error=1"})
     assert proc.returncode == 0 and "ThreadSanitizer" not in proc.stderr, proc.stderr[-4000:]
+
+
+def test_threaded_model_is_clean_under_thread_sanitizer(threaded, tmp_path, tiny_inputs, tiny_expected):
+    assert_clean_under_thread_sanitizer(threaded[3], tmp_path, tiny_inputs)
 
 
 def test_one_thread_library_needs_no_pthreads(threaded):
@@ -71,3 +87,162 @@ def test_threads_option_is_checked(tiny_model_path, tmp_path):
                            "--reference", "--threads", "0"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--threads: expected a whole number from 1 to 64, not '0'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- threads per layer: the `threads` parameter of a parallel routine's instance ------------------------------
+
+def _parallel_layers(record, graph) -> list[str]:
+    selections = selections_from_record(record, graph, load_target("host"))
+    return [entry["layer"] for entry in record["path"] if selections[entry["layer"]].routine.parallel]
+
+
+def _forced(record: dict, graph, threads: int, pattern: tuple[int, ...]) -> dict:
+    """`record` for a `threads`-thread build whose parallel layers run on the counts of `pattern` in turn."""
+    forced = copy.deepcopy(record)
+    forced["threads"] = threads
+    counts = itertools.cycle(pattern)
+    parallel = set(_parallel_layers(record, graph))
+    for entry in forced["path"]:
+        if entry["layer"] in parallel:
+            entry["instance"] += f",{THREADS}={next(counts)}"
+    return forced
+
+
+# Each pattern has two one-thread layers in a row (no barrier between them where nothing else runs between).
+PATTERNS = {2: (1, 1, 2), 3: (1, 2, 3, 1)}
+
+
+@pytest.fixture(scope="module")
+def tiny_graph(tiny_model_path):
+    return import_model(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_model_path, tiny_record, tiny_graph, tmp_path_factory):
+    """Builds for 2 and 3 threads whose record runs some layers on one thread and others on several."""
+    root = tmp_path_factory.mktemp("mixed")
+    return {n: codegen.compile_model(tiny_model_path, root / f"m{n}", name="tiny", threads=n,
+                                     record=_forced(tiny_record, tiny_graph, n, PATTERNS[n]))
+            for n in PATTERNS}
+
+
+def test_thread_counts():
+    assert thread_counts(1) == ()
+    assert thread_counts(2) == (1, 2)
+    assert thread_counts(4) == (1, 2, 3, 4)
+    assert thread_counts(6) == (1, 2, 4, 6)
+    assert thread_counts(8) == (1, 2, 4, 8)
+
+
+def test_parameter_space_has_threads_only_for_several_threads(tiny_graph):
+    host = load_target("host")
+    one = candidates(tiny_graph, host, threads=1)
+    assert not any(THREADS in item.selection.params for item in one.items())
+    two = candidates(tiny_graph, host, threads=2)
+    parallel = non_parallel = 0
+    for layer, items in two.by_layer.items():
+        plain = {item.selection.key for item in one.by_layer[layer]}
+        for item in items:
+            params = dict(item.selection.params)
+            if item.selection.routine.parallel:
+                parallel += 1
+                assert params.pop(THREADS) in (1, 2)
+                assert Selection(item.selection.routine, item.selection.layout, params).key in plain
+            else:
+                non_parallel += 1
+                assert THREADS not in params and item.selection.key in plain
+        # every instance of the one-thread space comes once per thread count (or once, not splitting its work)
+        assert len(items) == sum(2 if item.selection.routine.parallel else 1 for item in one.by_layer[layer])
+    assert parallel and non_parallel
+    # At 2 threads a parallel reference is measured on one thread; it is among the candidates already.
+    items = two.items()
+    assert len(with_references(items, 2)) == len(items)
+    assert all(THREADS not in i.selection.params for i in with_references(one.items(), 1))
+
+
+def test_record_threads_are_read_back_and_checked(tiny_record, tiny_graph):
+    host = load_target("host")
+    forced = _forced(tiny_record, tiny_graph, 2, (1, 2))
+    selections = selections_from_record(forced, tiny_graph, host)
+    counts = [selections[n].params[THREADS] for n in _parallel_layers(tiny_record, tiny_graph)]
+    assert counts[:2] == [1, 2]
+    for entry in forced["path"]:  # what is read back names the same instance as the record
+        assert set(selections[entry["layer"]].key.split(",")) == set(entry["instance"].split(","))
+    for bad in ("0", "x", "65"):
+        broken = copy.deepcopy(forced)
+        entry = next(e for e in broken["path"] if "threads=" in e["instance"])
+        entry["instance"] = entry["instance"].rsplit("=", 1)[0] + "=" + bad
+        with pytest.raises(RecordError, match="does not offer"):
+            selections_from_record(broken, tiny_graph, host)
+    serial = next(e for e in tiny_record["path"] if e["layer"] not in _parallel_layers(tiny_record, tiny_graph))
+    broken = copy.deepcopy(tiny_record)
+    next(e for e in broken["path"] if e["layer"] == serial["layer"])["instance"] += ",threads=1"
+    with pytest.raises(RecordError, match=serial["layer"]):
+        selections_from_record(broken, tiny_graph, host)
+
+
+def _schedule_steps(model_c: str) -> list[str]:
+    """The threaded schedule's code, one block a step (from its comment to the next)."""
+    body = model_c.split("_schedule(void *opaque, int part, int parts)", 1)[1].split("\n}\n", 1)[0]
+    return re.split(r"\n    /\* ", body)[1:]
+
+
+@pytest.mark.parametrize("threads", sorted(PATTERNS))
+def test_steps_run_on_their_threads_and_meet_only_where_needed(mixed, threads, tiny_record, tiny_graph):
+    steps = _schedule_steps((mixed[threads] / "src" / "tiny.c").read_text())
+    assert len(steps) >= len(_parallel_layers(tiny_record, tiny_graph))
+    parts = []
+    for block in steps:
+        call = re.search(r"\n\s+(tiny_\d{3}_\w+)\((.*)\);", block)
+        assert call, block
+        args = call.group(2)
+        if args.endswith(", part, parts"):
+            parts.append(threads)
+            assert "if (part <" not in block.split(call.group(1))[0]
+        elif m := re.search(r", part, \((\d+) < parts \? \1 : parts\)$", args):
+            parts.append(int(m.group(1)))
+            assert f"if (part < {m.group(1)}) {{\n        {call.group(1)}(" in block
+        else:  # thread 0 alone (a parallel routine called as its only part, or one that does not split)
+            parts.append(1)
+            assert f"if (part == 0) {{\n        {call.group(1)}(" in block
+            assert not args.endswith("part, parts") and ", part" not in args
+    assert set(parts) == set(range(1, threads + 1))
+    barriers = ["ng_barrier(pool);" in block for block in steps]
+    for i in range(len(steps) - 1):
+        # A barrier after a step where it or the next runs on several threads, and nowhere else.
+        assert barriers[i] == (parts[i] > 1 or parts[i + 1] > 1), (i, parts[i], parts[i + 1])
+    assert any(p == q == 1 and not b for p, q, b in zip(parts, parts[1:], barriers)), "two one-thread steps meet"
+
+
+@pytest.mark.parametrize("threads", sorted(PATTERNS))
+def test_layers_on_some_threads_give_the_one_thread_outputs(mixed, threaded, threads, tiny_inputs, tiny_expected):
+    with codegen.load(threaded[1]) as single:
+        want = single.run(tiny_inputs)
+    with codegen.load(mixed[threads], werror=True) as model:
+        assert model.threads == threads
+        for _ in range(3):
+            got = model.run(tiny_inputs)
+            for name, reference in tiny_expected.items():
+                assert relative_error(reference, got[name]) < TOLERANCE, name
+                np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6 * np.abs(want[name]).max())
+
+
+def test_layers_on_some_threads_are_clean_under_thread_sanitizer(mixed, tmp_path, tiny_inputs):
+    assert_clean_under_thread_sanitizer(mixed[3], tmp_path, tiny_inputs)
+
+
+def test_two_thread_tuning_measures_thread_counts_and_the_record_reproduces(tiny_model_path, tmp_path):
+    """Tuning for 2 threads measures each parallel instance on 1 and on 2 (in the 2-thread benchmark program),
+    writes the chosen count in the record, and compiling from the record gives the same bytes again."""
+    record = tune_model(tiny_model_path, threads=2, settings=Settings(min_reps=2, max_reps=3, min_seconds=0.0))
+    assert record["threads"] == 2
+    keys = [k for entry in record["path"] for k in entry["alternatives"]]
+    assert any(k.endswith(f",{THREADS}=1") for k in keys) and any(k.endswith(f",{THREADS}=2") for k in keys)
+    assert any(f"{THREADS}=" in entry["instance"] for entry in record["path"])
+    first = codegen.compile_model(tiny_model_path, tmp_path / "a", name="tiny", record=record)
+    again = codegen.compile_model(tiny_model_path, tmp_path / "b", name="tiny", record=record)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
+    written = json.loads((first / "tuning.json").read_text())
+    assert [e["instance"] for e in written["path"]] == [e["instance"] for e in record["path"]]
