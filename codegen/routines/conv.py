@@ -84,14 +84,17 @@ register(Routine(
     kind="conv2d", algorithm="direct", layouts=(Layout.NHWC,), template="conv2d/direct-scalar-nhwc.c.j2",
     context=direct_nhwc_context, pack=pack_kkcm, roles=("x", "w", "b"),
 ))
+# On x86 with AVX2 the vector GEMMs below take every layer these do (any pixel count) at several times the
+# speed: tuning skips them there (their four tile points per layout were a third of a MobileNet's profiling).
 register(Routine(
     kind="conv2d", algorithm="im2col", layouts=(Layout.NCHW,), template="conv2d/im2col-gemm-scalar-nchw.c.j2",
     params=TILES, accepts=_ungrouped, context=im2col_context, scratch=im2col_scratch, roles=("x", "w", "b"),
+    superseded_by=AVX2.requires,
 ))
 register(Routine(
     kind="conv2d", algorithm="im2col", layouts=(Layout.NHWC,), template="conv2d/im2col-gemm-scalar-nhwc.c.j2",
     params=TILES, accepts=_ungrouped, context=im2col_context, scratch=im2col_scratch, pack=pack_kcm_nhwc,
-    roles=("x", "w", "b"),
+    roles=("x", "w", "b"), superseded_by=AVX2.requires,
 ))
 
 
@@ -169,15 +172,27 @@ def _depthwise(layer: Layer, graph: Graph) -> bool:
     return cg == 1 and layer.attrs["group"] == m
 
 
+def _few_pixels(layer: Layer, graph: Graph) -> bool:
+    """An ungrouped convolution with at most two output pixels: a matrix-vector product (a squeeze-excite or
+    classifier 1x1 after global pooling), where a tile of several rows would compute mostly padding."""
+    return _ungrouped(layer, graph) and math.prod(graph.shape(layer.outputs[0])[2:]) <= 2
+
+
+def _many_pixels(layer: Layer, graph: Graph) -> bool:
+    return _ungrouped(layer, graph) and not _few_pixels(layer, graph)
+
+
 # (MR, NR) register tiles per ISA: MR*NR/width accumulators + NR/width weights + 1 broadcast fit the register file.
-GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32)), AVX2: ((6, 16), (4, 24)), NEON: ((6, 16), (8, 8))}
+# The 1-row tiles only take layers of one or two pixels (_few_pixels), the others only the rest.
+GEMM_TILES = {AVX512: ((6, 64), (12, 32), (8, 32), (1, 64)), AVX2: ((6, 16), (4, 24), (1, 32)),
+              NEON: ((6, 16), (8, 8), (1, 16))}
 
 for _vector, _tiles in GEMM_TILES.items():
     for _mr, _nr in _tiles:
         register(Routine(
             kind="conv2d", algorithm=f"gemm{_mr}x{_nr}", layouts=(Layout.NHWC,), **_vector.compute_fields,
-            template="conv2d/gemm-nhwc-simd.c.j2",
-            params={"row_tiles": (8, 32)}, accepts=_ungrouped, context=_gemm_context(_vector, _mr, _nr),
+            template="conv2d/gemm-nhwc-simd.c.j2", params={"row_tiles": (8, 32) if _mr > 1 else (1,)},
+            accepts=_few_pixels if _mr == 1 else _many_pixels, context=_gemm_context(_vector, _mr, _nr),
             scratch=_patch_block_scratch(_mr), scratch_per_part=True, pack=_pack_panels(_nr),
             roles=("x", "w", "b", "r"), parallel=True, fuses_residual=True,
         ))

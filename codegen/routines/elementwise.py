@@ -46,6 +46,11 @@ def scale_shift_context(layer: Layer, graph: Graph, params: Params) -> dict[str,
     return dict(N=shape[0], C=shape[1], S=math.prod(shape[2:]))
 
 
+def scale_shift_nhwc_context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+    shape = graph.shape(layer.inputs[0])
+    return dict(P=shape[0] * math.prod(shape[2:]), C=shape[1])
+
+
 BOTH = (Layout.NCHW, Layout.NHWC)
 
 register(Routine(kind="activation", algorithm="ref", template="elementwise/activation-ref-scalar.c.j2",
@@ -56,6 +61,10 @@ register(Routine(kind="scale_shift", algorithm="ref", layouts=(Layout.NCHW,),
                  template="elementwise/scaleshift-ref-scalar-nchw.c.j2",
                  accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) >= 2,
                  context=scale_shift_context, roles=("x", "scale", "shift"), shape_args=("N", "C", "S")))
+register(Routine(kind="scale_shift", algorithm="ref", layouts=(Layout.NHWC,),
+                 template="elementwise/scaleshift-ref-scalar-nhwc.c.j2",
+                 accepts=lambda layer, graph: len(graph.shape(layer.inputs[0])) == 4,
+                 context=scale_shift_nhwc_context, roles=("x", "scale", "shift"), shape_args=("P", "C")))
 
 
 # -- vector routines: one template, one instance per ISA -------------------------------------------

@@ -13,6 +13,10 @@ def conv_cases() -> list[Case]:
     cases = [
         conv("1x1_spatial_1x1_kernel", (1, 3, 1, 1), 4, 1),
         conv("1x1_spatial_3x3_pad1", (1, 3, 1, 1), 4, 3, pads=(1, 1, 1, 1)),
+        # matrix-vector products (the 1-row GEMM tiles): a squeeze-excite 1x1 after pooling, a channel tail,
+        # and two pixels in each of three images
+        conv("gemv_70_to_77", (1, 70, 1, 1), 77, 1, act=ACTIVATIONS["hard_swish"], scale=2.0),
+        conv("two_pixels_batch3", (3, 9, 1, 2), 19, 1),
         conv("odd_7x13", (1, 2, 7, 13), 3, 3),
         conv("prime_13x7_pad1_batch2", (2, 3, 13, 7), 5, 3, pads=(1, 1, 1, 1)),
         conv("stride2_odd_7", (1, 3, 7, 7), 4, 3, strides=(2, 2)),
