@@ -334,7 +334,9 @@ def _selections(chosen: dict[str, str], graph: Graph, target: Target, code_size:
     result = {}
     for layer in graph.layers:
         key = chosen.get(layer.name)
-        options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices, code_size)}
+        # Superseded routines too: tuning skips them, but a record that chose one (an older version's) still holds.
+        options = {s.key: s for s in selections_for(layer, graph, target.isa, target.devices, code_size,
+                                                    superseded=True)}
         base, threads = _threads_of(key)
         selection = options.get(base)
         if selection is None or (threads is not None and not selection.routine.parallel):
