@@ -79,7 +79,9 @@ def _neutral_operand(graph: Graph, layer: Layer) -> str | None:
         return None
     if layer.kind != "binary" or not layer.activation.is_identity or len(layer.present_inputs()) != 2:
         return None
-    neutral = {"mul": 1, "div": 1, "add": 0, "sub": 0}[layer.attrs["op"]]
+    neutral = {"mul": 1, "div": 1, "add": 0, "sub": 0}.get(layer.attrs["op"])
+    if neutral is None:
+        return None
     a, b = layer.inputs
     sides = [(a, b), (b, a)] if layer.attrs["op"] in ("mul", "add") else [(a, b)]
     for x, c in sides:
