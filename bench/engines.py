@@ -457,11 +457,7 @@ def bench_model(config: Config, name: str) -> tuple[list[Row], list[Tuning]]:
             tunings.append(tuning)
             rows["neurogen", threads].note = note
     workers = _start_workers(config, name, onnx_path, x, rows, projects, reference)
-    try:
-        _time_rounds(config, name, workers, rows)
-    finally:
-        for worker in workers.values():
-            worker.stop()
+    _time_rounds(config, name, workers, rows)
     for threads in config.threads:
         ort_row = rows.get(("onnxruntime", threads))
         ort_median = statistics.median(ort_row.times_ms) if ort_row and ort_row.times_ms else None
@@ -516,6 +512,15 @@ def _key_text(key: tuple) -> str:
 
 
 def _time_rounds(config: Config, name: str, workers: dict[tuple[str, int], _Worker], rows: dict) -> None:
+    """Time every worker in interleaved rounds, then stop them all (also when timing fails)."""
+    try:
+        _interleave(config, name, workers, rows)
+    finally:
+        for worker in workers.values():
+            worker.stop()
+
+
+def _interleave(config: Config, name: str, workers: dict[tuple[str, int], _Worker], rows: dict) -> None:
     order = random.Random(0)
     keys = list(workers)
     dead: set[tuple[str, int]] = set()
@@ -645,11 +650,7 @@ def bench_export_model(config: Config, name: str) -> tuple[list[Row], list[Tunin
         tuning.source = source
         tunings[source, threads] = tuning
     workers = _start_export_workers(config, name, exported, rows, projects, inputs, references)
-    try:
-        _time_rounds(config, name, workers, rows)
-    finally:
-        for worker in workers.values():
-            worker.stop()
+    _time_rounds(config, name, workers, rows)
     for row in rows.values():
         _summarize(row, None, None)
     table = [export_row(config, name, source, threads, rows, tunings, exported.notes.get(source, ""),

@@ -12,6 +12,7 @@ import numpy as np
 from ..ir import Activation, Graph, Layer, Tensor
 from ..reference import evaluate_layer
 from ..shapes import conv_output_size
+from .edits import bypass, sole_consumer, spatial_zero_pads
 from .fusion import fold_channel_affine, fuse_decomposed_activations
 from .transpose import sink_transposes
 
@@ -19,35 +20,6 @@ Pass = Callable[[Graph], Graph]
 
 # Layers that can apply an activation in their epilogue.
 FUSES_ACTIVATION = frozenset({"conv2d", "dense", "binary", "scale_shift"})
-
-
-def _rename_uses(graph: Graph, old: str, new: str) -> None:
-    for layer in graph.layers:
-        layer.inputs = [new if n == old else n for n in layer.inputs]
-
-
-def _sole_consumer(graph: Graph, name: str) -> Layer | None:
-    """The one layer reading `name`, when it is the only reader and not a graph output."""
-    if name in graph.outputs:
-        return None
-    readers = graph.consumers().get(name, [])
-    return readers[0] if len(readers) == 1 else None
-
-
-def _bypass(graph: Graph, layer: Layer, replacement: str) -> None:
-    """Remove `layer`, making its readers read `replacement` instead of its output."""
-    out = layer.outputs[0]
-    graph.layers.remove(layer)
-    if out in graph.outputs:
-        # Keep the output's name: the producer of `replacement` writes it directly.
-        producer = graph.producers()[replacement]
-        producer.outputs[producer.outputs.index(replacement)] = out
-        _rename_uses(graph, replacement, out)
-        graph.tensors[out].layout = graph.tensors[replacement].layout
-        del graph.tensors[replacement]
-    else:
-        _rename_uses(graph, out, replacement)
-        del graph.tensors[out]
 
 
 def fold_constants(graph: Graph) -> Graph:
@@ -70,11 +42,10 @@ def fold_constants(graph: Graph) -> Graph:
 def _neutral_operand(graph: Graph, layer: Layer) -> str | None:
     """The other operand of x * 1, x / 1, x + 0, x - 0 (constants of ones or zeros that broadcast to x's
     shape), and of a scale_shift by ones and zeros: Keras 3 writes swish as x * sigmoid(1.0 * x)."""
-    if layer.kind == "scale_shift" and not layer.activation.is_identity:
-        return None
     if layer.kind == "scale_shift":
         scale, shift = (graph.tensor(n) for n in layer.inputs[1:3])
-        if scale.is_constant and shift.is_constant and np.all(scale.data == 1) and np.all(shift.data == 0):
+        if layer.activation.is_identity and scale.is_constant and shift.is_constant \
+                and np.all(scale.data == 1) and np.all(shift.data == 0):
             return layer.inputs[0]
         return None
     if layer.kind != "binary" or not layer.activation.is_identity or len(layer.present_inputs()) != 2:
@@ -115,7 +86,7 @@ def remove_identities(graph: Graph) -> Graph:
         if layer.outputs[0] in g.outputs and (x in g.inputs or g.is_constant(x) or x in g.outputs
                                               or x not in g.producers()):
             continue
-        _bypass(g, layer, x)
+        bypass(g, layer, x)
         producers = g.producers()
     return g.prune()
 
@@ -133,7 +104,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         if len(prev.inputs) > 3 and prev.inputs[3]:
             continue  # a fused residual would need the scale too
-        if _sole_consumer(g, x) is not bn or not all(g.is_constant(n) for n in (prev.inputs[1], *bn.inputs[1:])):
+        if sole_consumer(g, x) is not bn or not all(g.is_constant(n) for n in (prev.inputs[1], *bn.inputs[1:])):
             continue
         if prev.kind == "dense" and len(g.shape(x)) != 2:
             continue
@@ -149,7 +120,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
         g.tensors[w_name] = Tensor(w_name, w.shape, data=w_new.astype(np.float32))
         g.tensors[b_name] = Tensor(b_name, b_new.shape, data=b_new.astype(np.float32))
         prev.inputs = [prev.inputs[0], w_name, b_name]
-        _bypass(g, bn, x)
+        bypass(g, bn, x)
         producers = g.producers()
     return g.prune()
 
@@ -163,7 +134,7 @@ def fuse_hard_swish(graph: Graph) -> Graph:
             continue
         if not (np.isclose(act.alpha, 1 / 6, rtol=1e-6) and np.isclose(act.beta, 0.5)):
             continue
-        mul = _sole_consumer(g, hs.outputs[0])
+        mul = sole_consumer(g, hs.outputs[0])
         x = hs.inputs[0]
         if mul is None or mul.kind != "binary" or mul.attrs["op"] != "mul" or not mul.activation.is_identity:
             continue
@@ -187,10 +158,10 @@ def fuse_activations(graph: Graph) -> Graph:
         prev = producers.get(x)
         if prev is None or prev.kind not in FUSES_ACTIVATION or not prev.activation.is_identity:
             continue
-        if _sole_consumer(g, x) is not act_layer:
+        if sole_consumer(g, x) is not act_layer:
             continue
         prev.attrs["activation"] = act_layer.activation
-        _bypass(g, act_layer, x)
+        bypass(g, act_layer, x)
         producers = g.producers()
     return g
 
@@ -212,7 +183,7 @@ def fuse_residual_add(graph: Graph) -> Graph:
         order = {id(layer): i for i, layer in enumerate(g.layers)}
         fusable = [(order[id(producers[n])], n) for n in add.inputs
                    if n in producers and producers[n].kind == "conv2d" and producers[n].activation.is_identity
-                   and len(producers[n].inputs) <= 3 and _sole_consumer(g, n) is add]
+                   and len(producers[n].inputs) <= 3 and sole_consumer(g, n) is add]
         if not fusable:
             continue
         _, conv_out = max(fusable)
@@ -227,17 +198,6 @@ def fuse_residual_add(graph: Graph) -> Graph:
         g.layers[g.layers.index(add)] = conv
         del g.tensors[conv_out]
     return g
-
-
-def _spatial_zero_pads(graph: Graph, pad: Layer) -> tuple[int, int, int, int] | None:
-    """(top, left, bottom, right) of a pad layer that only adds zeros around H and W of a 4-D tensor."""
-    a = pad.attrs
-    pads = tuple(a["pads"])
-    if a["mode"] != "constant" or a["value"] != 0.0 or len(graph.shape(pad.inputs[0])) != 4 or len(pads) != 8:
-        return None
-    if any(p < 0 for p in pads) or any(pads[i] for i in (0, 1, 4, 5)):
-        return None  # batch or channel padding, or cropping, is no convolution padding
-    return pads[2], pads[3], pads[6], pads[7]
 
 
 def _never_negative(graph: Graph, name: str) -> bool:
@@ -304,8 +264,8 @@ def fold_pad(graph: Graph) -> Graph:
     for pad in list(g.layers):
         if pad.kind != "pad":
             continue
-        extra = _spatial_zero_pads(g, pad)
-        reader = _sole_consumer(g, pad.outputs[0])
+        extra = spatial_zero_pads(g, pad)
+        reader = sole_consumer(g, pad.outputs[0])
         if extra is None or reader is None:
             continue
         if reader.inputs[0] != pad.outputs[0] or reader.inputs.count(pad.outputs[0]) != 1:

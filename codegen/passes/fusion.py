@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir import Activation, DType, Graph, Layer, Tensor
 from ..reference import REFERENCE, apply_activation
+from .edits import bypass, spatial_zero_pads
 
 # -- shared helpers ----------------------------------------------------------------------------------
 
@@ -37,13 +38,6 @@ def _sole_reader(graph: Graph, name: str) -> Layer | None:
     if len(readers) != 1 or readers[0].present_inputs().count(name) != 1:
         return None
     return readers[0]
-
-
-def _bypass(graph: Graph, layer: Layer, replacement: str) -> None:
-    # Imported here: the package's __init__ imports this module before it has finished defining its helpers.
-    from . import _bypass as bypass
-
-    bypass(graph, layer, replacement)
 
 
 def _is_f32(graph: Graph, name: str) -> bool:
@@ -348,16 +342,8 @@ def _fold_into_producer(graph: Graph, aff: Affine) -> bool:
     _set_weights(graph, producer, w * aff.scale.reshape((-1,) + (1,) * (w.ndim - 1)), b * aff.scale + aff.shift,
                  "affine")
     producer.attrs["activation"] = aff.layer.activation  # an activation after the affine op now follows the conv
-    _bypass(graph, aff.layer, aff.x)
+    bypass(graph, aff.layer, aff.x)
     return True
-
-
-def _zero_spatial_pad(graph: Graph, layer: Layer) -> bool:
-    a = layer.attrs
-    pads = tuple(a["pads"])
-    rank = len(graph.shape(layer.inputs[0]))
-    return (a["mode"] == "constant" and a["value"] == 0.0 and rank == 4 and len(pads) == 8
-            and all(p >= 0 for p in pads) and not any(pads[i] for i in (0, 1, 4, 5)))
 
 
 def _fold_into_reader(graph: Graph, aff: Affine) -> bool:
@@ -369,7 +355,7 @@ def _fold_into_reader(graph: Graph, aff: Affine) -> bool:
     out = aff.layer.outputs[0]
     reader = _sole_reader(graph, out)
     pad = None
-    if reader is not None and reader.kind == "pad" and aff.scales_only and _zero_spatial_pad(graph, reader):
+    if reader is not None and reader.kind == "pad" and aff.scales_only and spatial_zero_pads(graph, reader) is not None:
         pad, reader = reader, _sole_reader(graph, reader.outputs[0])
     if reader is None or reader.kind not in ("conv2d", "dense") or not _weights_constant(graph, reader):
         return False

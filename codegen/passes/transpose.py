@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ..errors import GraphError
 from ..ir import Graph, Layer, Layout, Tensor
 from ..shapes import infer
 
@@ -117,7 +118,7 @@ class _Rewriter:
         reader.inputs, reader.attrs = list(inputs), {**reader.attrs, **attrs}
         try:
             (shape,) = infer(reader, self.g)
-        except Exception:  # the remapped layer is not valid (a broadcast that no longer lines up)
+        except GraphError:  # the remapped layer is not valid (a broadcast that no longer lines up)
             reader.inputs, reader.attrs = old_inputs, old_attrs
             return False
         out = reader.outputs[0]
