@@ -1,6 +1,11 @@
 """Per-layer times of neurogen and onnxruntime on one model, grouped by layer type.
 
     python bench/layers.py resnet50 --threads 1 [--runs 30] [--cache DIR] [--out FILE.md]
+    python bench/layers.py --model FILE [--threads N] [--steps 30]    # any model file neurogen compiles
+
+With --model, the table is neurogen's own: each step's measured median beside the time the tuning record
+predicted for it (the profiled cost DPRS summed), grouped by routine and listed for the steps that differ
+most, to tell where a predicted total misses the measured one. The onnxruntime side runs for ONNX files.
 
 neurogen: the model tuned for the thread count (the profile cache in --cache is reused),
 compiled, and built as a program around bench/layers_main.c, whose step hook records when
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +56,16 @@ def node_types(model: onnx.ModelProto, by_shape: bool = False) -> dict[str, str]
     return types
 
 
-def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache: Path) -> list[tuple[str, float]]:
-    """(layer name, median µs) per step of the tuned model's schedule."""
+@dataclass(frozen=True)
+class Step:
+    layer: str
+    routine: str
+    measured_us: float
+    predicted_us: float | None  # None: the record holds no time for it (an in-place or untuned step)
+
+
+def neurogen_run(model_path: Path, work: Path, threads: int, runs: int, cache: Path) -> tuple[list[Step], dict]:
+    """Each step of the tuned model's schedule with its median µs over `runs`, and the tuning record."""
     project = compile_model(str(model_path), work / "project", name="layers", threads=threads,
                             cache=ProfileCache(cache / f"profiles-t{threads}.sqlite"), progress=Progress())
     record = json.loads((project / "tuning.json").read_text())
@@ -60,7 +74,46 @@ def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache:
     program = build.build(project, kind="program", main=BENCH_DIR / "layers_main.c", extra_cflags=flags)
     out = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
     times = {int(s): float(t) for s, t in (line.split() for line in out.splitlines())}
-    return [(entry["layer"], times.get(i, 0.0)) for i, entry in enumerate(record["emitted"])]
+    predicted = {entry["layer"]: entry["time_us"] for entry in record["path"]}
+    predicted.update({f"adapt:{a['tensor']}:{a['src']}->{a['dst']}": a["time_us"] for a in record["adapts"]})
+    steps = [Step(entry["layer"], entry["routine"], times.get(i, 0.0), predicted.get(entry["layer"]))
+             for i, entry in enumerate(record["emitted"])]
+    return steps, record
+
+
+def neurogen_steps(model_path: Path, work: Path, threads: int, runs: int, cache: Path) -> list[tuple[str, float]]:
+    """(layer name, median µs) per step of the tuned model's schedule."""
+    steps, _ = neurogen_run(model_path, work, threads, runs, cache)
+    return [(s.layer, s.measured_us) for s in steps]
+
+
+def steps_table(title: str, steps: list[Step], record: dict, top: int) -> str:
+    """Measured against predicted, by routine, and the `top` steps that differ most."""
+    by_routine: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for s in steps:
+        row = by_routine[s.routine]
+        row[0] += s.measured_us
+        row[1] += s.predicted_us or 0.0
+        row[2] += 1
+    measured = sum(s.measured_us for s in steps)
+    predicted = record.get("predicted_us", {}).get("dprs", sum(s.predicted_us or 0.0 for s in steps))
+    lines = [f"### {title}", "",
+             f"Sum of the steps' medians {measured / 1e3:.3f} ms; predicted {predicted / 1e3:.3f} ms "
+             f"(predicted/measured {predicted / measured:.2f}); weights while profiling: "
+             f"{record.get('profiling', {}).get('weights', '?')}.", "",
+             "| routine | steps | measured ms | predicted ms | predicted/measured |", "|---|---:|---:|---:|---:|"]
+    for routine, (m, p, n) in sorted(by_routine.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| {routine} | {n} | {m / 1e3:.3f} | {p / 1e3:.3f} | {p / m if m else 0:.2f} |")
+    lines += ["", f"The {top} steps whose measured time differs most from the predicted:", "",
+              "| step | layer | routine | measured µs | predicted µs | difference µs |",
+              "|---:|---|---|---:|---:|---:|"]
+    order = sorted(range(len(steps)), key=lambda i: -abs(steps[i].measured_us - (steps[i].predicted_us or 0.0)))
+    for i in order[:top]:
+        s = steps[i]
+        p = s.predicted_us or 0.0
+        lines.append(f"| {i} | {s.layer[:60]} | {s.routine} | {s.measured_us:.1f} | "
+                     f"{'-' if s.predicted_us is None else f'{p:.1f}'} | {s.measured_us - p:+.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def conv_type(x: list[int], w: list[int], y: list[int], by_shape: bool = False) -> str:
@@ -150,7 +203,11 @@ def table(model: str, threads: int, ng: list[tuple[str, float]], ort_times: dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=zoo.MODELS)
+    parser.add_argument("model", nargs="?", choices=zoo.MODELS, help="a zoo model (or --model FILE)")
+    parser.add_argument("--model", dest="model_file", type=Path,
+                        help="a model file (.onnx, .keras, .tflite, SavedModel): its steps, measured against "
+                             "predicted")
+    parser.add_argument("--steps", type=int, default=30, help="with --model: how many steps to list")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=30, help="timed runs per engine (after one untimed run)")
     parser.add_argument("--resolution", type=int, default=224)
@@ -161,6 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if (args.model is None) == (args.model_file is None):
+        parser.error("give a zoo model or --model FILE")
+    if args.model_file is not None:
+        with tempfile.TemporaryDirectory(prefix="neurogen-layers-") as tmp:
+            steps, record = neurogen_run(args.model_file, Path(tmp), args.threads, args.runs, args.cache)
+        text = steps_table(f"{args.model_file.name}, {args.threads} thread(s)", steps, record, args.steps)
+        print(text)
+        if args.out:
+            write_text(args.out, text)
+        return 0
     model = zoo.build(args.model, resolution=args.resolution)
     with tempfile.TemporaryDirectory(prefix="neurogen-layers-") as tmp:
         work = Path(tmp)
@@ -171,10 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     text = table(args.model, args.threads, ng, ort_times, node_types(model, args.by_shape))
     print(text)
     if args.out:
-        tmp_out = args.out.with_suffix(".tmp")
-        tmp_out.write_text(text)
-        tmp_out.replace(args.out)
+        write_text(args.out, text)
     return 0
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def reference_for(item: Item, threads: int = 1) -> Selection:
 
 
 def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, reprofile: bool,
-            settings: Settings, progress: Progress) -> tuple[dict[str, Measurement], int]:
+            settings: Settings, progress: Progress,
+            what: str = "routine instance(s)") -> tuple[dict[str, Measurement], int]:
     """Times of `items`: from the cache, the rest measured on the target. Returns (times, number measured)."""
     fp = f"{fingerprint(target)}|evict={settings.evict_bytes}"  # flushing changes what is measured
     if settings.cold_weights:
@@ -103,7 +104,7 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
     if todo:
         check_can_run(target)
         runner = make_runner(target.runner)
-        progress.note(f"profiling {len(todo)} routine instance(s) on {target.name} ({runner.description}); "
+        progress.note(f"profiling {len(todo)} {what} on {target.name} ({runner.description}); "
                       f"{len(known)} from the cache")
         bar = progress.bar("profiling", len(todo))
         stored: dict[str, Measurement] = {}
@@ -126,8 +127,72 @@ def measure(items: list[Item], target: Target, *, cache: ProfileCache | None, re
             bar.close()
         known.update(measured)
     else:
-        progress.note(f"all {len(items)} routine instance(s) found in the profile cache")
+        progress.note(f"all {len(items)} {what} found in the profile cache")
     return known, len(todo)
+
+
+# A layer's instances on fewer threads than the build's are measured only where they could win: beside
+# the layer's fastest instance on all threads, and those within this margin of it (a run on fewer threads
+# saves at most the pool's wake-up and barrier, a few µs, unless splitting itself is what costs).
+THREADS_MARGIN_US = 8.0
+THREADS_MARGIN = 0.1  # of the fastest instance's time
+
+
+def measure_by_threads(found: Candidates, target: Target, *, cache: ProfileCache | None, reprofile: bool,
+                       settings: Settings, progress: Progress) -> tuple[Candidates, dict[str, Measurement], int]:
+    """Times of `found`'s items, in a build for several threads without measuring every instance at every
+    `threads` value: first each instance on all the build's threads (and the serial routines); then, per
+    layer, the same instance on fewer threads for the fastest and those near it (`near_fastest`); and where
+    fewer threads won, the layer's other instances on fewer threads too (`where_fewer_won`). Returns the
+    candidates that were measured (what DPRS chooses from), their times and the number measured."""
+    top = settings.threads
+    if top <= 1:
+        times, measured = measure(found.items(), target, cache=cache, reprofile=reprofile, settings=settings,
+                                  progress=progress)
+        return found, times, measured
+    times, measured = measure([i for i in found.items() if threads_of(i, top) == top], target, cache=cache,
+                              reprofile=reprofile, settings=settings, progress=progress)
+    for pick in (near_fastest, where_fewer_won):
+        todo = {i.key: i for items in found.by_layer.values() for i in pick(items, times, top) if i.key not in times}
+        if todo:
+            more, n = measure(list(todo.values()), target, cache=cache, reprofile=reprofile, settings=settings,
+                              progress=progress, what=f"routine instance(s) on fewer than {top} threads")
+            times.update(more)
+            measured += n
+    by_layer = {name: [i for i in items if i.key in times] for name, items in found.by_layer.items()}
+    return Candidates(by_layer, found.adapts), times, measured
+
+
+def threads_of(item: Item, top: int) -> int:
+    """How many of a `top`-thread build's threads `item` runs on."""
+    return int(item.selection.params.get(THREADS, top))
+
+
+def on_all_threads(item: Item, top: int) -> str:
+    """The key of `item`'s instance on all of a `top`-thread build's threads."""
+    params = item.selection.params
+    if THREADS not in params:
+        return item.key
+    return Item(item.layer, dataclasses.replace(item.selection, params={**params, THREADS: top}), item.graph).key
+
+
+def fastest_us(items: list[Item], times: dict[str, Measurement]) -> float:
+    return min((times[i.key].median_us for i in items if i.key in times and times[i.key].ok), default=math.inf)
+
+
+def near_fastest(items: list[Item], times: dict[str, Measurement], top: int) -> list[Item]:
+    """A layer's instances on fewer threads whose all-threads instance is the fastest measured, or near it."""
+    best = fastest_us(items, times)
+    limit = best + max(THREADS_MARGIN_US, THREADS_MARGIN * best)
+    return [i for i in items if threads_of(i, top) < top and (m := times.get(on_all_threads(i, top))) is not None
+            and m.ok and m.median_us <= limit]
+
+
+def where_fewer_won(items: list[Item], times: dict[str, Measurement], top: int) -> list[Item]:
+    """All of a layer's instances on fewer threads, if one measured on fewer beat every one on all threads."""
+    fewer = [i for i in items if threads_of(i, top) < top]
+    return fewer if fastest_us(fewer, times) < fastest_us([i for i in items if threads_of(i, top) == top], times) \
+        else []
 
 
 def check_can_run(target: Target) -> None:
@@ -210,9 +275,8 @@ def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = Non
     `code_size` "small": only instances that take their shapes as arguments, where a routine can."""
     settings = settings_for(graph, target, settings)
     found = candidates(graph, target, code_size, settings.threads)
-    items = found.items()
-    times, measured = measure(items, target, cache=cache, reprofile=reprofile, settings=settings,
-                              progress=progress)
+    found, times, measured = measure_by_threads(found, target, cache=cache, reprofile=reprofile,
+                                                settings=settings, progress=progress)
     prob = problem(graph, found, times, progress)
     with progress.step("selecting the routine path (DPRS)"):
         best = dprs.solve(prob)
@@ -221,7 +285,7 @@ def tune_paths(graph: Graph, target: Target, *, cache: ProfileCache | None = Non
         single = single_layout(prob, layout)
         if single is not None:
             baselines[f"all-{layout.value}"] = single
-    return Paths(prob, best, baselines, len(items), measured, settings, code_size)
+    return Paths(prob, best, baselines, len(found.items()), measured, settings, code_size)
 
 
 def weights_bytes(graph: Graph) -> int:

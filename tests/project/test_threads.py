@@ -18,11 +18,21 @@ from support import relative_error, require_tool
 import codegen
 from codegen.build import build
 from codegen.compiler import import_model, tune_model
-from codegen.profile.harness import Settings
+from codegen.profile.harness import Measurement, Settings
 from codegen.routines.registry import THREADS, thread_counts
 from codegen.selection import Selection
 from codegen.targets import load as load_target
-from codegen.tune import RecordError, candidates, selections_from_record, with_references
+from codegen.tune import (
+    THREADS_MARGIN_US,
+    RecordError,
+    candidates,
+    near_fastest,
+    on_all_threads,
+    selections_from_record,
+    threads_of,
+    where_fewer_won,
+    with_references,
+)
 
 TOLERANCE = 1e-5
 
@@ -158,6 +168,32 @@ def test_parameter_space_has_threads_only_for_several_threads(tiny_graph):
     items = two.items()
     assert len(with_references(items, 2)) == len(items)
     assert all(THREADS not in i.selection.params for i in with_references(one.items(), 1))
+
+
+def timed(items, us) -> dict[str, Measurement]:
+    return {i.key: Measurement(i.key, True, 0.0, t, t, t, 0.0, 5) for i, t in zip(items, us)}
+
+
+def test_fewer_threads_are_measured_only_where_they_could_win(tiny_graph):
+    """In a 2-thread build, an instance on 1 thread is measured beside the layer's fastest on 2 threads and
+    those within the margin of it; all of the layer's 1-thread instances once one of them won."""
+    two = candidates(tiny_graph, load_target("host"), threads=2)
+    layer, items = max(two.by_layer.items(), key=lambda kv: sum(threads_of(i, 2) == 2 for i in kv[1]))
+    on_two = [i for i in items if threads_of(i, 2) == 2 and THREADS in i.selection.params]
+    assert len(on_two) >= 3, layer
+    # the fastest at 100 µs, one 5 µs behind (inside the margin), the rest far behind
+    us = [100.0, 100.0 + THREADS_MARGIN_US - 3] + [400.0] * (len(on_two) - 2)
+    times = timed(on_two, us)
+    picked = near_fastest(items, times, 2)
+    assert all(threads_of(i, 2) == 1 for i in picked)
+    assert {on_all_threads(i, 2) for i in picked} == {on_two[0].key, on_two[1].key}
+    assert where_fewer_won(items, times, 2) == []  # nothing on fewer threads measured yet
+    # the 1-thread twin of the fastest measured slower: the others on 1 thread are not worth measuring
+    twin = next(i for i in picked if on_all_threads(i, 2) == on_two[0].key)
+    assert where_fewer_won(items, {**times, **timed([twin], [150.0])}, 2) == []
+    # it won (the pool costs more than the split saves): every 1-thread instance of the layer is measured
+    won = where_fewer_won(items, {**times, **timed([twin], [60.0])}, 2)
+    assert won and {i.key for i in won} == {i.key for i in items if threads_of(i, 2) == 1}
 
 
 def test_record_threads_are_read_back_and_checked(tiny_record, tiny_graph):
