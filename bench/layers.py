@@ -37,6 +37,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 from codegen import build, compile_model, zoo  # noqa: E402
 from codegen.profile.cache import ProfileCache  # noqa: E402
 from codegen.progress import Progress  # noqa: E402
+from codegen.selection import adapt_layer_name  # noqa: E402
 
 
 def node_types(model: onnx.ModelProto, by_shape: bool = False) -> dict[str, str]:
@@ -75,7 +76,7 @@ def neurogen_run(model_path: Path, work: Path, threads: int, runs: int, cache: P
     out = subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout
     times = {int(s): float(t) for s, t in (line.split() for line in out.splitlines())}
     predicted = {entry["layer"]: entry["time_us"] for entry in record["path"]}
-    predicted.update({f"adapt:{a['tensor']}:{a['src']}->{a['dst']}": a["time_us"] for a in record["adapts"]})
+    predicted.update({adapt_layer_name(a["tensor"], a["src"], a["dst"]): a["time_us"] for a in record["adapts"]})
     steps = [Step(entry["layer"], entry["routine"], times.get(i, 0.0), predicted.get(entry["layer"]))
              for i, entry in enumerate(record["emitted"])]
     return steps, record

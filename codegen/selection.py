@@ -138,6 +138,11 @@ def adapt_routine(src: Layout, dst: Layout) -> Routine:
     return layout_adapt(src, dst)
 
 
+def adapt_layer_name(tensor: str, src: str, dst: str) -> str:
+    """The name of the layer that converts `tensor` from layout `src` to `dst` (made unique in its graph)."""
+    return f"adapt:{tensor}:{src}->{dst}"
+
+
 def materialize(graph: Graph, selections: Mapping[str, Selection]) -> tuple[Graph, list[RoutineInstance]]:
     """The graph with physical layouts and adapt layers, and the routine instance of every layer."""
     g = graph.copy()
@@ -179,7 +184,7 @@ def materialize(graph: Graph, selections: Mapping[str, Selection]) -> tuple[Grap
         if target is None:
             g.tensors[out] = Tensor(out, g.shape(name), g.tensor(name).dtype)
         layout_of[out] = want
-        layer = Layer(g.unique_name(f"adapt:{name}:{have.value}->{want.value}"), "layout", [name], [out],
+        layer = Layer(g.unique_name(adapt_layer_name(name, have.value, want.value)), "layout", [name], [out],
                       {"src": have, "dst": want})
         layers.append(layer)
         instances.append(RoutineInstance(adapt_routine(have, want), layer, {}))

@@ -145,11 +145,7 @@ def measure_by_threads(found: Candidates, target: Target, *, cache: ProfileCache
     layer, the same instance on fewer threads for the fastest and those near it (`near_fastest`); and where
     fewer threads won, the layer's other instances on fewer threads too (`where_fewer_won`). Returns the
     candidates that were measured (what DPRS chooses from), their times and the number measured."""
-    top = settings.threads
-    if top <= 1:
-        times, measured = measure(found.items(), target, cache=cache, reprofile=reprofile, settings=settings,
-                                  progress=progress)
-        return found, times, measured
+    top = settings.threads  # one thread: no instance has the parameter, so all are measured at once
     times, measured = measure([i for i in found.items() if threads_of(i, top) == top], target, cache=cache,
                               reprofile=reprofile, settings=settings, progress=progress)
     for pick in (near_fastest, where_fewer_won):
@@ -191,8 +187,9 @@ def near_fastest(items: list[Item], times: dict[str, Measurement], top: int) -> 
 def where_fewer_won(items: list[Item], times: dict[str, Measurement], top: int) -> list[Item]:
     """All of a layer's instances on fewer threads, if one measured on fewer beat every one on all threads."""
     fewer = [i for i in items if threads_of(i, top) < top]
-    return fewer if fastest_us(fewer, times) < fastest_us([i for i in items if threads_of(i, top) == top], times) \
-        else []
+    if fastest_us(fewer, times) < fastest_us([i for i in items if threads_of(i, top) == top], times):
+        return fewer
+    return []
 
 
 def check_can_run(target: Target) -> None:

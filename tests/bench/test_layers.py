@@ -32,4 +32,3 @@ def test_steps_measured_against_predicted_on_tiny_cnn(tiny_model_path, tmp_path)
     assert len(listed) == 5
     gaps = [abs(float(line.split("|")[-2])) for line in listed]
     assert gaps == sorted(gaps, reverse=True)  # the steps that differ most come first
-
