@@ -132,6 +132,7 @@ class Config:
     source: str = "zoo"  # zoo: codegen.zoo's graphs; export: bench/exports.py's user-style exports
     exports: Path | None = None  # --source export: the export cache folder
     seed: int = 0  # --source export: the weights' seed
+    settle_ms: float = 20.0  # idle time before each burst: the previous engine's spinning threads stop
 
 
 # ---- workers (child processes) ----------------------------------------------------------------
@@ -530,6 +531,7 @@ def _interleave(config: Config, name: str, workers: dict[tuple[str, int], _Worke
         for key in keys:
             if key in dead:
                 continue
+            time.sleep(config.settle_ms / 1e3)
             try:
                 workers[key].conn.send(("burst", config.burst))
                 status, times, _ = workers[key].receive()
@@ -780,7 +782,7 @@ def markdown_export(config: Config, rows: list[Row], table: list[ExportRow], cpu
         "",
         f"Batch 1, {config.resolution}x{config.resolution}, float32, seeded random weights (seed {config.seed}, "
         f"BatchNorm statistics from random images); {config.rounds} rounds x {config.burst} runs per engine, "
-        "interleaved.",
+        f"interleaved, each burst after {config.settle_ms:g} ms idle.",
         "",
         f"CPU: {cpu[0]}, {os.cpu_count()} logical CPUs; ISA extensions: {' '.join(cpu[1]) or 'n/a'}.",
         "",
@@ -883,7 +885,8 @@ def markdown(config: Config, rows: list[Row], tunings: list[Tuning]) -> str:
         "# neurogen against onnxruntime, TFLite (XNNPACK) and TensorFlow",
         "",
         f"Batch 1, {config.resolution}x{config.resolution}, float32; {config.rounds} rounds x {config.burst} runs "
-        f"per engine, interleaved. {_machine()}. `vs ORT` = onnxruntime median / engine median (> 1: faster "
+        f"per engine, interleaved, each burst after {config.settle_ms:g} ms idle. {_machine()}. "
+        "`vs ORT` = onnxruntime median / engine median (> 1: faster "
         f"than onnxruntime); GFLOP/s counts 2 FLOPs per multiply-accumulate of the convolution and dense "
         f"layers; `rel err` = max|out - ort| / max|ort| over the outputs (tolerance {TOLERANCE:g}).",
         "",
@@ -977,6 +980,9 @@ def parse_args(argv: list[str] | None) -> Config:
                         help="timing rounds; each asks every worker for a burst, in a fresh random order (default 30)")
     parser.add_argument("--burst", type=int, default=5,
                         help="timed back-to-back runs per worker per round, after one untimed run (default 5)")
+    parser.add_argument("--settle", type=float, default=20.0, metavar="MS",
+                        help="idle milliseconds before each burst, so that the threads a previous engine leaves "
+                        "spinning after its run (XNNPACK's, onnxruntime's, TBB's) have gone to sleep (default 20)")
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
                         help="where engines.md, engines.json and engines.png go (default bench/results)")
@@ -990,6 +996,8 @@ def parse_args(argv: list[str] | None) -> Config:
     args = parser.parse_args(argv)
     if min(args.threads) < 1 or args.rounds < 1 or args.burst < 1:
         parser.error("--threads, --rounds and --burst must be positive")
+    if args.settle < 0:
+        parser.error("--settle must not be negative")
     known = zoo.MODELS if args.source == "zoo" else list(exports.MODELS)
     models = args.models or list(DEFAULT_MODELS if args.source == "zoo" else exports.MODELS)
     if any(m not in known for m in models):
@@ -1001,7 +1009,7 @@ def parse_args(argv: list[str] | None) -> Config:
     work.mkdir(parents=True, exist_ok=True)
     return Config(models, args.threads, engines, args.rounds, args.burst, args.resolution, args.out,
                   work.resolve(), args.quick_tune, keep_work=args.work is not None, source=args.source,
-                  exports=args.exports.resolve(), seed=args.seed)
+                  exports=args.exports.resolve(), seed=args.seed, settle_ms=args.settle)
 
 
 def main(argv: list[str] | None = None) -> int:

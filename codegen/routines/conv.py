@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -147,12 +148,18 @@ def _patch_block_scratch(mr: int) -> ScratchFn:
     return scratch
 
 
-def _dw_context(vector: Vector) -> ContextFn:
+def _conv_vector_context(vector: Vector, extra: Callable[[dict[str, Any], Params], dict[str, Any]]) -> ContextFn:
+    """conv2d_context with the vector's fields and what `extra` derives from it and the parameters."""
     def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
         ctx = conv2d_context(layer, graph, params)
-        ctx.update(_vector_context(vector, layer, graph), CP=-(-ctx["C"] // vector.width) * vector.width)
+        ctx.update(_vector_context(vector, layer, graph))
+        ctx.update(extra(ctx, params))
         return ctx
     return context
+
+
+def _dw_context(vector: Vector) -> ContextFn:
+    return _conv_vector_context(vector, lambda ctx, params: dict(CP=-(-ctx["C"] // vector.width) * vector.width))
 
 
 def _pack_depthwise(width: int) -> PackFn:
@@ -170,6 +177,31 @@ def _pack_depthwise(width: int) -> PackFn:
 def _depthwise(layer: Layer, graph: Graph) -> bool:
     m, cg = graph.shape(layer.inputs[1])[:2]
     return cg == 1 and layer.attrs["group"] == m
+
+
+STEM_CHANNELS = 8  # at most this many input channels: direct-nhwc unrolls taps x channels x pixels
+
+
+def _few_channels_in(layer: Layer, graph: Graph) -> bool:
+    """An ungrouped convolution of an image with few channels (a stem), where the GEMM's patch matrix would
+    copy the image KH x KW times over for a short K."""
+    return _ungrouped(layer, graph) and graph.shape(layer.inputs[0])[1] <= STEM_CHANNELS
+
+
+def _direct_nhwc_context(vector: Vector) -> ContextFn:
+    return _conv_vector_context(vector, lambda ctx, params: dict(OWB=params["pixels"]))
+
+
+def _pack_output_blocks(width: int) -> PackFn:
+    """[M][C][KH][KW] -> [M/width][KH][KW][C][width] (M zero-padded to a multiple of width); bias padded alike."""
+    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+        w = graph.tensor(layer.inputs[1]).data
+        m = w.shape[0]
+        padded = np.zeros((-(-m // width) * width, *w.shape[1:]), np.float32)
+        padded[:m] = w
+        blocks = padded.reshape(-1, width, *w.shape[1:]).transpose(0, 3, 4, 2, 1)
+        return [None, np.ascontiguousarray(blocks), padded_bias(layer, graph, width)]
+    return pack
 
 
 def _few_pixels(layer: Layer, graph: Graph) -> bool:
@@ -200,4 +232,10 @@ for _vector, _tiles in GEMM_TILES.items():
         kind="conv2d", algorithm="dwconv", layouts=(Layout.NHWC,), **_vector.routine_fields,
         template="conv2d/dwconv-rows-nhwc-simd.c.j2", accepts=_depthwise,
         context=_dw_context(_vector), pack=_pack_depthwise(_vector.width), roles=("x", "w", "b"), parallel=True,
+    ))
+    register(Routine(
+        kind="conv2d", algorithm="direct", layouts=(Layout.NHWC,), **_vector.compute_fields,
+        template="conv2d/direct-nhwc-simd.c.j2", params={"pixels": (4, 8)}, accepts=_few_channels_in,
+        context=_direct_nhwc_context(_vector), pack=_pack_output_blocks(_vector.width), roles=("x", "w", "b"),
+        parallel=True,
     ))

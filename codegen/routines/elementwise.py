@@ -6,9 +6,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..ir import Graph, Layer, Layout
 from .loops import collapse, logical_strides, physical_order, strides_of
-from .registry import ContextFn, Params, Predicate, Routine, register
+from .registry import ContextFn, PackFn, Params, Predicate, Routine, register
 from .simd import AVX2, AVX512, NEON, Vector
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
@@ -75,6 +77,39 @@ def _with_vector(vector: Vector, base: ContextFn) -> ContextFn:
     return context
 
 
+PERIOD_LIMIT = 1024  # floats of one packed channel period (lcm of C and the vector width): 4 KB per operand
+
+
+def _period(channels: int, vector: Vector) -> int:
+    return math.lcm(channels, vector.width)
+
+
+def _periodic_scale_shift(vector: Vector) -> Predicate:
+    """NHWC scale_shift layers with constant per-channel scale and shift whose period fits PERIOD_LIMIT."""
+    def accepts(layer: Layer, graph: Graph) -> bool:
+        shape = graph.shape(layer.inputs[0])
+        return (len(shape) == 4 and _period(shape[1], vector) <= PERIOD_LIMIT
+                and all(graph.is_constant(name) and graph.tensor(name).data.size == shape[1]
+                        for name in layer.inputs[1:3]))
+    return accepts
+
+
+def _periodic_context(vector: Vector) -> ContextFn:
+    def context(layer: Layer, graph: Graph, params: Params) -> dict[str, Any]:
+        base = scale_shift_nhwc_context(layer, graph, params)
+        return dict(base, v=vector, Q=_period(base["C"], vector))
+    return context
+
+
+def _pack_periodic(vector: Vector) -> PackFn:
+    def pack(layer: Layer, graph: Graph, params: Params) -> list[np.ndarray | None]:
+        channels = graph.shape(layer.inputs[0])[1]
+        repeats = _period(channels, vector) // channels
+        return [None, *(np.tile(graph.tensor(name).data.reshape(-1).astype(np.float32), repeats)
+                        for name in layer.inputs[1:3])]
+    return pack
+
+
 def _vector_binary(layout: Layout) -> Predicate:
     """Binary layers whose innermost physical axis (tensors bound to `layout` as the routine will have them;
     constants stay row-major) every operand reads contiguously or broadcasts: same shapes, a per-channel or
@@ -100,3 +135,7 @@ for _vector in (AVX512, AVX2, NEON):
         register(Routine(kind="binary", algorithm="simd", template="elementwise/binary-simd.c.j2",
                          layouts=(_layout,), **_vector.routine_fields, accepts=_vector_binary(_layout),
                          context=_with_vector(_vector, binary_context), roles=("a", "b"), parallel=True))
+    register(Routine(kind="scale_shift", algorithm="simd", template="elementwise/scaleshift-simd-nhwc.c.j2",
+                     layouts=(Layout.NHWC,), **_vector.routine_fields, accepts=_periodic_scale_shift(_vector),
+                     context=_periodic_context(_vector), pack=_pack_periodic(_vector), roles=("x", "scale", "shift"),
+                     parallel=True))

@@ -19,7 +19,7 @@ ENGINES = ("neurogen", "onnxruntime", "tflite", "tensorflow")
 def test_engines_benchmark_on_tiny_cnn(tmp_path):
     out = tmp_path / "results"
     command = [sys.executable, str(REPO / "bench" / "engines.py"), "--models", "tiny_cnn", "--resolution", "32",
-               "--threads", "1", "--rounds", "1", "--burst", "2", "--quick-tune", "--out", str(out),
+               "--threads", "1", "--rounds", "1", "--burst", "2", "--settle", "5", "--quick-tune", "--out", str(out),
                "--work", str(tmp_path / "work")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -32,6 +32,7 @@ def test_engines_benchmark_on_tiny_cnn(tmp_path):
         assert row["vs_ort"] > 0 and row["gflops"] > 0, row
     table = (out / "engines.md").read_text()
     assert table == done.stdout
+    assert "each burst after 5 ms idle" in table
     for engine in ENGINES:
         assert f"| tiny_cnn | 1 | {engine} |" in table
     assert "| tiny_cnn | 1 | " in table.split("tuning time")[1]  # the tuning table

@@ -49,6 +49,13 @@ def conv_cases() -> list[Case]:
         conv("kernel_5x1_stride_2x1", (1, 2, 9, 4), 3, (5, 1), strides=(2, 1)),
         conv("kernel_covers_input", (1, 3, 5, 7), 2, (5, 7)),
         conv("batch3_no_bias", (3, 2, 5, 5), 4, 3, bias=False),
+        # stems: rows wide enough for whole pixel tiles on the unchecked path, a partial tile, and output
+        # channels that fill several vectors and end in a partial one
+        conv("stem_3x3s2_3_to_20", (1, 3, 9, 37), 20, 3, strides=(2, 2), pads=(0, 0, 1, 1),
+             act=ACTIVATIONS["hard_swish"]),
+        conv("stem_3x3_pad1_3_to_16", (2, 3, 5, 27), 16, 3, pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"]),
+        conv("stem_7x7s2_3_to_33", (1, 3, 11, 40), 33, 7, strides=(2, 2), pads=(3, 3, 3, 3), bias=False),
+        conv("stem_dilated_4_to_9", (1, 4, 7, 30), 9, 3, dilations=(2, 2), pads=(2, 1, 2, 3)),
         conv("long_accumulation", (1, 16, 5, 5), 8, 3, pads=(1, 1, 1, 1)),
         conv("pointwise_stride2", (1, 8, 7, 7), 4, 1, strides=(2, 2)),
         conv("1xN_input", (1, 2, 1, 9), 3, 3, pads=(1, 1, 1, 1)),
@@ -204,7 +211,11 @@ def elementwise_cases() -> list[Case]:
     for name, act in ACTIVATIONS.items():
         cases.append(binary(f"binary_act_{name}", "add", In((2, 3, 4), scale=3.0), (3, 1), act=act))
     for name, shape in [("nchw", (2, 3, 5, 5)), ("rank2", (2, 3)), ("rank3", (1, 1, 7)), ("rank5", (1, 4, 2, 3, 2)),
-                        ("all_ones", (1, 1, 1, 1))]:
+                        ("all_ones", (1, 1, 1, 1)),
+                        # channel periods against the vector width (lcm(C, lanes)): a stem's 3, an odd 5, 17 (a
+                        # period of 272 floats), 100; totals that end in a partial vector and mid-period
+                        ("stem", (1, 3, 7, 5)), ("c5", (2, 5, 3, 3)), ("c17", (1, 17, 3, 1)), ("c100", (1, 100, 1, 3)),
+                        ("c24", (1, 24, 2, 3))]:
         c = shape[1]
         cases.append(Case(f"scale_shift_{name}", "scale_shift", [shape, Const((c,)), Const((c,))],
                           dict(activation=NO_ACTIVATION)))

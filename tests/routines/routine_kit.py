@@ -272,6 +272,7 @@ ACTIVATIONS = {
     "hard_sigmoid": Activation("hard_sigmoid", 0.2, 0.5),
     "hard_sigmoid_custom": Activation("hard_sigmoid", 0.3, 0.4),
     "hard_swish": Activation("hard_swish"),
+    "silu": Activation("silu"),
 }
 
 
