@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from routine_kit import ACTIVATIONS, Case, Const, In, Ref, binary, conv, dense, pool
+from routine_kit import ACTIVATIONS, EPILOGUE_ONLY, Case, Const, In, Ref, binary, conv, dense, pool
 
 from codegen.ir import NO_ACTIVATION, Activation, Layout
 
@@ -75,8 +75,13 @@ def conv_cases() -> list[Case]:
         conv("blocked_wide_stride2_dilation2", (2, 17, 9, 40), 18, 3, strides=(2, 2), dilations=(2, 2),
              pads=(2, 1, 1, 3), act=ACTIVATIONS["hard_sigmoid"]),
     ]
-    for name, act in ACTIVATIONS.items():
+    for name, act in {**ACTIVATIONS, **EPILOGUE_ONLY}.items():
         cases.append(conv(f"act_{name}", (1, 3, 6, 6), 4, 3, pads=(1, 1, 1, 1), act=act, scale=2.0))
+    # EfficientNet's SiLU in the vector epilogues: a 1x1 (GEMM), a depthwise and a stem
+    cases += [conv("silu_1x1_16_to_40", (1, 16, 5, 7), 40, 1, act=EPILOGUE_ONLY["silu"], scale=3.0),
+              conv("silu_depthwise_5x5", (1, 20, 9, 9), 20, 5, group=20, pads=(2, 2, 2, 2), act=EPILOGUE_ONLY["silu"]),
+              conv("silu_stem_3_to_32", (1, 3, 9, 35), 32, 3, strides=(2, 2), pads=(0, 0, 1, 1),
+                   act=EPILOGUE_ONLY["silu"], scale=3.0)]
     cases.append(conv("act_relu6_depthwise_stride2", (1, 4, 7, 7), 4, 3, group=4, strides=(2, 2),
                       pads=(1, 1, 1, 1), act=ACTIVATIONS["relu6"], scale=4.0))
     # a fused residual add (ResNet's 1x1 projection + shortcut, then ReLU): full panels, a partial last panel,
