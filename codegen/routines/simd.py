@@ -115,7 +115,6 @@ NEON = Vector(
 
 VECTORS = (AVX512, AVX2, NEON)
 
-# Activations the vector epilogue applies itself; the others run as a scalar pass afterwards.
 # Activations that simd.j2's vactivation computes in vector registers (sigmoid and SiLU through its vector exp),
 # so an epilogue applies them to its accumulators; the others go lane by lane through libm.
 VECTOR_ACTIVATIONS = frozenset({"none", "relu", "clip", "leaky_relu", "hard_sigmoid", "hard_swish", "sigmoid", "silu",
