@@ -55,6 +55,11 @@ def c_float(value: float | CExpr) -> str:
     return text + "f"
 
 
+def digest(text: str) -> str:
+    """A short name-safe hash of generated text (identical text, identical name, on every machine)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _raise(message: str) -> None:
     raise jinja2.TemplateError(message)
 
@@ -68,7 +73,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(cf=c_float, cstring=c_string, comment=c_comment, name_comment=name_comment,
-                       make_words=make_words, cmake_words=cmake_words, signed=signed, unsigned=unsigned)
+                       make_words=make_words, cmake_words=cmake_words, signed=signed, unsigned=unsigned, digest=digest)
     env.globals.update({"inf": math.inf, "raise": _raise})
     return env
 

@@ -37,7 +37,7 @@ TOLERANCE = 1e-4  # max |error| / max |reference| for an instance's time to coun
 class Settings:
     min_reps: int = 5
     max_reps: int = 200
-    min_seconds: float = 0.05
+    min_seconds: float = 0.01
     # Bytes written between timed runs to flush the core's private caches, so a layer's weights
     # come in from the shared cache or memory, as they do inside a model. With the vector kernels
     # on ResNet50 here, 4 MiB brought the predicted total within 13% of the measured one (none:
@@ -218,6 +218,7 @@ def bench_sources(items: list[Item], name: str = "bench", threads: int = 1) -> t
                                 "comment": f"{group[0].layer.kind} {group[0].layer.name}"})
     files[f"src/{name}_main.c"] = env.get_template("bench/main.c.j2").render(
         name=name, groups=rendered_groups, cases=flat, weights_size=len(program.weights),
+        max_case_inputs=max([len(c["inputs"]) for g in rendered_groups for c in g["cases"]] + [1]),
         arena_size=program.arena.size, num_inputs=max(1, len(graph.inputs)), num_outputs=max(1, len(graph.outputs)),
         threads=threads)
     if threads > 1:

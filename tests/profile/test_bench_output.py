@@ -127,3 +127,36 @@ def test_parse_line_reads_printfs_infinity():
     m = parse_line('{"key": "k", "ok": 0, "error": inf, "median_us": 2.0, "min_us": 1.0, "max_us": 3.0, '
                    '"mad_us": 0.5, "reps": 3}')
     assert not m.ok and m.error == float("inf") and (m.min_us, m.median_us, m.max_us) == (1.0, 2.0, 3.0)
+
+
+def test_instances_that_differ_outside_their_micro_kernels_share_them(tmp_path):
+    """A conv layer's GEMM instances (row blocks, thread counts) reuse one definition of each identical tile
+    function (gemm-tile.j2's shared_tile), and the program built from them still checks out."""
+    import re
+
+    from codegen.profile.harness import bench_sources
+
+    graph = import_model(zoo.build("tiny_cnn", resolution=32))
+    target = load_target("host")
+    by_layer = candidates(graph, target).by_layer
+    conv = next(name for name, items in by_layer.items()
+                if sum("gemm" in item.selection.key for item in items) >= 2)
+    items = with_references(by_layer[conv])
+    files, _ = bench_sources(items)
+    gemm = [text for path, text in files.items() if "gemm" in path and "scalar" not in path]
+    assert gemm, sorted(files)
+    shared = 0
+    for text in gemm:
+        guards = re.findall(r"^#ifndef (NG_TILE_[0-9A-F]+)$", text, re.M)
+        defined = re.findall(r"^static void (ng_tile_[0-9a-f]+)\(", text, re.M)
+        assert sorted(set(guards)) == sorted(name.upper() for name in set(defined))
+        assert len(defined) == len(guards)  # each guard wraps exactly one definition
+        shared += len(guards) - len(set(guards))
+        for name in set(defined):
+            assert text.count(f"#define {name.upper()}") == len([g for g in guards if g == name.upper()])
+    assert shared > 0, "no two instances shared a tile: the check above proves nothing"
+    program, weights = build_bench(items, target, tmp_path)
+    with LocalRunner().session() as session:
+        result = session.check(run_bench(session, program, weights, QUICK), "the profiling program")
+    measured = parse(result.stdout, items, session.where)
+    assert all(m.ok for m in measured.values())
