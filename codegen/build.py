@@ -100,13 +100,6 @@ def build(project: str | os.PathLike, *, kind: str = "shared", target: str | Tar
     return product
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 def compile_and_link(cc: str, flags: list[str], include: list[str], sources: list[Path], obj_dir: Path,
                      product: Path, *, link: list[str], libs: tuple[str, ...], cwd: Path,
                      jobs: int | None = None) -> Path:
@@ -114,12 +107,8 @@ def compile_and_link(cc: str, flags: list[str], include: list[str], sources: lis
     obj_dir.mkdir(parents=True, exist_ok=True)
     objects = [obj_dir / f"{i:03d}_{src.stem}.o" for i, src in enumerate(sources)]
     commands = [[cc, *flags, *include, "-c", str(src), "-o", str(obj)] for src, obj in zip(sources, objects)]
-    # Largest first: the last file to start is then a short one, so no core idles while another finishes a
-    # big routine (the profiling harness's batches are a few large files and many small ones).
-    by_size = sorted(range(len(sources)), key=lambda i: -_size((cwd / sources[i]) if not sources[i].is_absolute()
-                                                               else sources[i]))
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        for future in [pool.submit(_run, commands[i], cwd) for i in by_size]:
+        for future in [pool.submit(_run, cmd, cwd) for cmd in commands]:
             future.result()
     tmp = product.with_suffix(".tmp")
     _run([cc, *flags, *link, *map(str, objects), "-o", str(tmp), *libs], cwd)

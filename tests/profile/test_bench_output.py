@@ -4,6 +4,7 @@ output is one RunnerError naming the routine instance and showing what was recei
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,17 @@ from runner_kit import script
 
 from codegen import zoo
 from codegen.compiler import import_model
-from codegen.profile.harness import Item, Settings, batches, build_bench, parse, parse_line, profile, run_bench
+from codegen.profile.harness import (
+    Item,
+    Settings,
+    batches,
+    bench_sources,
+    build_bench,
+    parse,
+    parse_line,
+    profile,
+    run_bench,
+)
 from codegen.profile.runners import LocalRunner, RunnerError
 from codegen.targets import load as load_target
 from codegen.tune import candidates, with_references
@@ -132,10 +143,6 @@ def test_parse_line_reads_printfs_infinity():
 def test_instances_that_differ_outside_their_micro_kernels_share_them(tmp_path):
     """A conv layer's GEMM instances (row blocks, thread counts) reuse one definition of each identical tile
     function (gemm-tile.j2's shared_tile), and the program built from them still checks out."""
-    import re
-
-    from codegen.profile.harness import bench_sources
-
     graph = import_model(zoo.build("tiny_cnn", resolution=32))
     target = load_target("host")
     by_layer = candidates(graph, target).by_layer
